@@ -1,0 +1,1 @@
+"""The Stepline coordinator: a gRPC service that keeps workflow and step state in PostgreSQL."""

@@ -1,0 +1,80 @@
+"""Group commit: items from every session and client wait together for one write.
+
+A batcher owns one background task that takes everything queued since its last write and
+hands it to ``flush`` as one batch. While a batch is being written, new items queue up, so
+the batch size follows the load with no added delay when idle. When PostgreSQL is
+unavailable the same batch is retried with backoff until it succeeds; its items are
+neither lost nor acknowledged meanwhile, so ``flush`` must be safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from coordinator.errors import CoordinatorError, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        flush: Callable[[list[T]], Awaitable[None]],
+        fail: Callable[[list[T], CoordinatorError], None],
+        *,
+        max_batch: int = 5000,
+    ) -> None:
+        self._name = name
+        self._flush = flush
+        self._fail = fail
+        self._max_batch = max_batch
+        self._items: list[T] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"batcher-{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._items:
+                batch = self._items[: self._max_batch]
+                del self._items[: self._max_batch]
+                await self._write(batch)
+
+    async def _write(self, batch: list[T]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._flush(batch)
+                return
+            except Unavailable as exc:
+                log.warning("%s: batch of %d waits for PostgreSQL: %s", self._name, len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception as exc:
+                # Not a passing outage: the batch cannot be written as it is. Its items are
+                # answered with the error instead of blocking everything behind them.
+                log.exception("%s: batch of %d failed", self._name, len(batch))
+                error = (
+                    exc if isinstance(exc, CoordinatorError) else CoordinatorError(f"internal error: {exc}")
+                )
+                self._fail(batch, error)
+                return

@@ -1,0 +1,56 @@
+"""``stepline serve`` and ``stepline migrate`` (also ``python -m coordinator``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from coordinator import config
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="stepline", description="The Stepline coordinator.")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the coordinator (the default)")
+    config.add_arguments(serve)
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    config.add_arguments(migrate, database_only=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "serve")
+    args = parser.parse_args(argv)
+    settings = config.load(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    else:
+        from coordinator import server
+
+        try:
+            import uvloop
+
+            uvloop.run(server.serve(settings))
+        except ImportError:
+            asyncio.run(server.serve(settings))
+
+
+async def _migrate(settings: config.Settings) -> None:
+    from coordinator.server import database_url
+    from coordinator.store import migrations
+    from coordinator.store.database import Database
+
+    url, stop = await database_url(settings)
+    db = await Database.connect(url, size=2)
+    try:
+        applied = await migrations.apply(db)
+        print(f"applied migrations: {applied or 'none pending'}")
+    finally:
+        await db.close()
+        if stop is not None:
+            stop()

@@ -1,0 +1,104 @@
+"""Coordinator settings: read once, from command-line flags over ``STEPLINE_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 7420
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the coordinator can be told. Field docs name the flag and variable."""
+
+    host: str = "127.0.0.1"
+    """--host / STEPLINE_HOST: interface to listen on."""
+    port: int = DEFAULT_PORT
+    """--port / STEPLINE_PORT: TCP port; 0 picks a free one (printed at start)."""
+    database_url: str | None = None
+    """--database-url / STEPLINE_DATABASE_URL: PostgreSQL to use; none starts an embedded one."""
+    data_dir: Path = Path(".stepline")
+    """--data-dir / STEPLINE_DATA_DIR: where the embedded PostgreSQL keeps its data."""
+    lease_ms: int = 3000
+    """--lease-ms / STEPLINE_LEASE_MS: silence after which a worker loses its executions."""
+    max_payload_bytes: int = 1 << 20
+    """--max-payload-bytes / STEPLINE_MAX_PAYLOAD_BYTES: largest accepted payload."""
+    max_recovery_attempts: int = 20
+    """--max-recovery-attempts / STEPLINE_MAX_RECOVERY_ATTEMPTS: before a workflow is poison."""
+    api_key: str | None = None
+    """--api-key / STEPLINE_API_KEY: when set, every call must send "authorization: Bearer <key>"."""
+    pool_size: int = 8
+    """--pool-size / STEPLINE_POOL_SIZE: PostgreSQL connections."""
+    log_level: str = "INFO"
+    """--log-level / STEPLINE_LOG_LEVEL."""
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        # Three heartbeats per lease: one lost or late heartbeat never costs a lease.
+        return max(self.lease_ms // 3, 1)
+
+
+_ENV = {
+    "host": ("STEPLINE_HOST", str),
+    "port": ("STEPLINE_PORT", int),
+    "database_url": ("STEPLINE_DATABASE_URL", str),
+    "data_dir": ("STEPLINE_DATA_DIR", Path),
+    "lease_ms": ("STEPLINE_LEASE_MS", int),
+    "max_payload_bytes": ("STEPLINE_MAX_PAYLOAD_BYTES", int),
+    "max_recovery_attempts": ("STEPLINE_MAX_RECOVERY_ATTEMPTS", int),
+    "api_key": ("STEPLINE_API_KEY", str),
+    "pool_size": ("STEPLINE_POOL_SIZE", int),
+    "log_level": ("STEPLINE_LOG_LEVEL", str),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, database_only: bool = False) -> None:
+    """Adds the settings' flags to ``parser`` (only the database ones for ``migrate``)."""
+    names = ("database_url", "data_dir", "log_level") if database_only else tuple(_ENV)
+    for name in names:
+        env, kind = _ENV[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"(env {env})",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Builds settings: a flag wins over its variable, which wins over the default."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (env, kind) in _ENV.items():
+        flag = getattr(args, name, None) if args is not None else None
+        if flag is not None:
+            values[name] = flag
+        elif environ.get(env):
+            try:
+                values[name] = kind(environ[env])
+            except ValueError as exc:
+                raise SystemExit(f"{env}={environ[env]!r} is not a valid value: {exc}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def _check(s: Settings) -> None:
+    problems: Sequence[str] = [
+        msg
+        for ok, msg in (
+            (0 <= s.port <= 65535, f"port {s.port} is out of range"),
+            (s.lease_ms >= 100, f"lease of {s.lease_ms} ms is too short (at least 100)"),
+            (s.max_payload_bytes >= 1024, "max payload must be at least 1024 bytes"),
+            (s.max_recovery_attempts >= 1, "max recovery attempts must be at least 1"),
+            (s.pool_size >= 2, "pool size must be at least 2"),
+        )
+        if not ok
+    ]
+    if problems:
+        raise SystemExit("invalid settings: " + "; ".join(problems))

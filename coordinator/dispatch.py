@@ -1,0 +1,160 @@
+"""Hands unowned workflows to workers with room: the ENQUEUED backlog and recoveries.
+
+The dispatcher is woken by events, never by a timer: a worker registers (its names may
+have a backlog), a workflow is recorded with no worker to take it, executions are
+released, or a worker finishes one and has room again. It claims with
+``FOR UPDATE SKIP LOCKED`` so that several coordinators can share a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from coordinator.errors import Unavailable
+from coordinator.models import Assignment, StepRecord, WorkflowRecord, WorkflowStatus
+from coordinator.sessions import Session, Sessions
+from coordinator.store import steps, workflows
+from coordinator.store.database import Connection, Database
+from coordinator.waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+
+def assignment(record: WorkflowRecord, history: list[StepRecord]) -> Assignment:
+    assert record.input is not None
+    return Assignment(
+        workflow_id=record.workflow_id,
+        name=record.name,
+        epoch=record.epoch,
+        input=record.input,
+        steps=tuple(history),
+        recovery_attempt=record.recovery_attempts,
+    )
+
+
+async def load_history(conn: Connection, records: list[WorkflowRecord]) -> dict[int, list[StepRecord]]:
+    """Recorded steps of the claimed workflows that ran before (a first epoch has none)."""
+    return await steps.history(conn, [r.seq for r in records if r.epoch > 1])
+
+
+class Dispatcher:
+    def __init__(
+        self, db: Database, sessions: Sessions, waiters: Waiters, max_recovery_attempts: int
+    ) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._waiters = waiters
+        self._max_recovery_attempts = max_recovery_attempts
+        # Names that may have unowned workflows, with a generation number each: a name
+        # marked again while a claim for it runs must not be forgotten when that claim
+        # comes back short.
+        self._ready: dict[str, int] = {}
+        self._generation = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def mark_ready(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._generation += 1
+            self._ready[name] = self._generation
+        self._wake.set()
+
+    def has_backlog(self, name: str) -> bool:
+        return name in self._ready
+
+    def poke(self) -> None:
+        """A worker has room again."""
+        if self._ready:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._dispatch()
+                delay = 0.05
+            except Unavailable as exc:
+                log.warning("dispatch waits for PostgreSQL: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                self._wake.set()
+            except Exception:
+                log.exception("dispatch failed")
+                await asyncio.sleep(delay)
+                self._wake.set()
+
+    async def _dispatch(self) -> None:
+        for session in self._sessions:
+            if session.free_slots <= 0 or session.closed.is_set():
+                continue
+            names = [n for n in session.names if n in self._ready]
+            if names:
+                await self._claim_for(session, names)
+
+    async def _claim_for(self, session: Session, names: list[str]) -> None:
+        limit = session.free_slots
+        generations = {n: self._ready[n] for n in names}
+        # Claim and history in one transaction: a claim whose assignment cannot be built
+        # must not leave the workflow owned by a worker that never hears of it.
+        async with self._db.transaction() as conn:
+            claimed = await workflows.claim_ready(
+                conn, names, session.worker_id, limit, self._max_recovery_attempts
+            )
+            history = await load_history(conn, claimed)
+        if len(claimed) < limit:
+            for name, generation in generations.items():
+                if self._ready.get(name) == generation:
+                    del self._ready[name]
+        await self.deliver(session, claimed, history)
+
+    async def deliver(
+        self, session: Session, claimed: list[WorkflowRecord], history: dict[int, list[StepRecord]]
+    ) -> None:
+        """Sends claimed workflows to ``session``; gives them back if it closed meanwhile."""
+        lost: list[WorkflowRecord] = []
+        for record in claimed:
+            if record.status is not WorkflowStatus.RUNNING:
+                log.warning(
+                    "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
+                )
+                self._waiters.notify(record.workflow_id)
+            elif self._sessions.is_current(session):
+                session.held[record.workflow_id] = record.epoch
+                session.send(assignment(record, history.get(record.seq, [])))
+            else:
+                lost.append(record)
+        if lost:
+            await self.give_back(session.worker_id, lost)
+
+    async def give_back(self, worker_id: str, records: list[WorkflowRecord]) -> None:
+        """Releases executions claimed for a worker whose session ended before delivery.
+
+        Retried until PostgreSQL answers: until then they would stay owned by a worker that
+        does not know it has them.
+        """
+        delay = 0.05
+        while True:
+            try:
+                names = []
+                async with self._db.transaction() as conn:
+                    for r in records:
+                        name = await workflows.release_one(conn, r.workflow_id, r.epoch, worker_id)
+                        if name is not None:
+                            names.append(name)
+                self.mark_ready(names)
+                return
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)

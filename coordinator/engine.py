@@ -1,0 +1,238 @@
+"""The coordinator's core: what the gRPC services ask of it, on records, never on protos.
+
+It wires the parts together: ``Sessions`` (connected workers), ``Starter`` (recording
+workflows), ``Recorder`` (the per-step write path), ``Dispatcher`` (handing out unowned
+workflows), ``Waiters`` (AwaitWorkflow), and the lease watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from coordinator.config import Settings
+from coordinator.dispatch import Dispatcher
+from coordinator.errors import FailedPrecondition, NotFound, Unavailable
+from coordinator.models import (
+    Abandon,
+    AbandonReason,
+    Heartbeat,
+    HeartbeatAck,
+    Registered,
+    Registration,
+    Release,
+    StartRequest,
+    StepRecord,
+    StepResult,
+    StepStart,
+    WorkerEvent,
+    WorkflowFilter,
+    WorkflowRecord,
+    WorkflowResult,
+)
+from coordinator.recorder import Recorder
+from coordinator.sessions import Session, Sessions
+from coordinator.starts import Starter
+from coordinator.store import steps, workflows
+from coordinator.store.database import Database
+from coordinator.waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+MAX_AWAIT_SECONDS = 60.0
+
+
+class Engine:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.sessions = Sessions()
+        self.waiters = Waiters()
+        self.dispatcher = Dispatcher(db, self.sessions, self.waiters, settings.max_recovery_attempts)
+        self.starter = Starter(db, self.sessions, self.dispatcher, settings.max_recovery_attempts)
+        self.recorder = Recorder(db, self.sessions, self.dispatcher, self.waiters)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.dispatcher.start()
+        self.starter.batcher.start()
+        self.recorder.batcher.start()
+        self._tasks.append(asyncio.create_task(self._watch_leases(), name="lease-watchdog"))
+        self._tasks.append(asyncio.create_task(self._release_orphans_later(), name="orphans"))
+
+    async def stop(self) -> None:
+        for session in self.sessions:
+            session.close("coordinator shutting down")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dispatcher.stop()
+        await self.starter.batcher.stop()
+        await self.recorder.batcher.stop()
+        self.waiters.notify_all()
+
+    # --- client-facing ------------------------------------------------------------------
+
+    async def start_workflow(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
+        return await self.starter.start(request)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        async with self.db.connection() as conn:
+            record = await workflows.get(conn, workflow_id)
+        if record is None:
+            raise NotFound(f"workflow {workflow_id!r} does not exist")
+        return record
+
+    async def await_workflow(self, workflow_id: str, timeout: float) -> WorkflowRecord:
+        """The workflow once final, or as it is when ``timeout`` seconds have passed."""
+        timeout = min(max(timeout, 0.0), MAX_AWAIT_SECONDS)
+        with self.waiters.registered(workflow_id) as finished:
+            record = await self.get_workflow(workflow_id)
+            if record.status.done or timeout == 0:
+                return record
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished, timeout)
+        return await self.get_workflow(workflow_id)
+
+    async def list_workflows(self, f: WorkflowFilter) -> list[WorkflowRecord]:
+        async with self.db.connection() as conn:
+            return await workflows.list_(conn, f)
+
+    async def list_steps(self, workflow_id: str) -> list[StepRecord]:
+        record = await self.get_workflow(workflow_id)
+        async with self.db.connection() as conn:
+            return await steps.list_(conn, record.seq)
+
+    # --- worker-facing ------------------------------------------------------------------
+
+    async def register(self, registration: Registration) -> Session:
+        """Opens a session; re-attaches what the worker still holds, releases the rest.
+
+        The Registered event is the first thing queued on the new session.
+        """
+        if registration.protocol_version != PROTOCOL_VERSION:
+            raise FailedPrecondition(
+                f"protocol version {registration.protocol_version} is not supported; "
+                f"this coordinator speaks {PROTOCOL_VERSION}"
+            )
+        session = Session(registration)
+        held = {ref.workflow_id: ref.epoch for ref in registration.held}
+        async with self.sessions.lock(session.worker_id):
+            async with self.db.transaction() as conn:
+                released = await workflows.release(conn, session.worker_id, keep=list(held))
+                reattached = await workflows.reattach(conn, session.worker_id, list(held.items()))
+            previous = self.sessions.put(session)
+        if previous is not None:
+            previous.close("replaced by a new session of the same worker")
+        session.held.update({i: e for i, e in held.items() if i in reattached})
+        session.send(
+            Registered(
+                session.session_id,
+                self.settings.lease_ms,
+                self.settings.heartbeat_interval_ms,
+                self.settings.max_payload_bytes,
+                PROTOCOL_VERSION,
+                tuple(r for r in registration.held if r.workflow_id in reattached),
+            )
+        )
+        for ref in registration.held:
+            if ref.workflow_id not in reattached:
+                session.send(
+                    Abandon(ref.workflow_id, ref.epoch, AbandonReason.STALE_EPOCH, "reassigned while away")
+                )
+        log.info(
+            "worker %s connected (%s %s, capacity %d, serves %s; %d re-attached)",
+            session.worker_id,
+            session.language,
+            session.sdk_version,
+            session.capacity,
+            ", ".join(sorted(session.names)),
+            len(reattached),
+        )
+        self.dispatcher.mark_ready([*released, *session.names])
+        return session
+
+    async def unregister(self, session: Session, reason: str) -> None:
+        """Ends a session; its executions go to other workers at once (fencing makes that safe)."""
+        session.close(reason)
+        delay = 0.05
+        async with self.sessions.lock(session.worker_id):
+            if not self.sessions.remove(session):
+                return  # replaced: the new session's registration settled ownership
+            log.info(
+                "worker %s disconnected (%s); releasing %d", session.worker_id, reason, len(session.held)
+            )
+            while True:
+                try:
+                    async with self.db.connection() as conn:
+                        released = await workflows.release(conn, session.worker_id)
+                    break
+                except Unavailable:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        session.held.clear()
+        self.dispatcher.mark_ready(released)
+
+    def handle(self, session: Session, events: list[WorkerEvent]) -> None:
+        """Takes one frame of events from a worker, in order. Never blocks."""
+        session.last_seen = time.monotonic()
+        now = datetime.now(UTC)
+        for ev in events:
+            kind = type(ev)
+            if kind is StepResult:
+                self.recorder.step_result(session, ev, now)  # type: ignore[arg-type]
+            elif kind is StepStart:
+                self.recorder.step_start(session, ev, now)  # type: ignore[arg-type]
+            elif kind is WorkflowResult:
+                self.recorder.workflow_result(session, ev, now)  # type: ignore[arg-type]
+            elif kind is StartRequest:
+                self.starter.start_local(session, ev)  # type: ignore[arg-type]
+            elif kind is Heartbeat:
+                session.send(HeartbeatAck(ev.sequence))  # type: ignore[union-attr]
+            elif kind is Release:
+                task = asyncio.create_task(self._release(session, ev))  # type: ignore[arg-type]
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _release(self, session: Session, ev: Release) -> None:
+        try:
+            async with self.db.connection() as conn:
+                name = await workflows.release_one(conn, ev.workflow_id, ev.epoch, session.worker_id)
+        except Unavailable:
+            return  # the lease ends it anyway
+        if session.held.get(ev.workflow_id) == ev.epoch:
+            del session.held[ev.workflow_id]
+        if name is not None:
+            self.dispatcher.mark_ready([name])
+
+    async def _watch_leases(self) -> None:
+        """Ends sessions that have been silent longer than the lease (in memory only)."""
+        lease = self.settings.lease_ms / 1000
+        while True:
+            await asyncio.sleep(min(lease / 10, 0.25))
+            now = time.monotonic()
+            for session in self.sessions:
+                if now - session.last_seen > lease:
+                    log.warning("worker %s silent for %.1f s: lease expired", session.worker_id, lease)
+                    session.close("lease expired")
+
+    async def _release_orphans_later(self) -> None:
+        """After a restart: executions of workers that did not come back within a lease."""
+        await asyncio.sleep(self.settings.lease_ms / 1000)
+        delay = 0.05
+        while True:
+            try:
+                async with self.db.connection() as conn:
+                    names = await workflows.release_orphans(conn, self.sessions.connected_ids())
+                break
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if names:
+            log.info("released %d executions of workers that did not reconnect", len(names))
+        self.dispatcher.mark_ready(names)

@@ -1,0 +1,243 @@
+"""Frozen records the coordinator works on; proto messages stay in ``convert.py``.
+
+Workflow and step state (``WorkflowRecord``, ``StepRecord``), the events a worker sends
+(``StepStart``, ``StepResult``, ``WorkflowResult``, ``LocalStart``) and the events the
+coordinator sends back (``Assignment``, ``StepAck``, ``WorkflowAck``, ``Abandon``,
+``Rejected``, ``StartResult``, ``HeartbeatAck``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class WorkflowStatus(enum.Enum):
+    """Mirrors stepline.v1.WorkflowStatus; the value is what PostgreSQL stores."""
+
+    ENQUEUED = "ENQUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+
+    @property
+    def done(self) -> bool:
+        return self not in (WorkflowStatus.ENQUEUED, WorkflowStatus.RUNNING)
+
+
+class StepStatus(enum.Enum):
+    """Mirrors stepline.v1.StepStatus; the value is what PostgreSQL stores."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class AbandonReason(enum.Enum):
+    STALE_EPOCH = 1
+    FINISHED = 2
+    CANCELLED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    data: bytes
+    encoding: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str = ""
+    details: Payload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    workflow_id: str
+    name: str
+    status: WorkflowStatus
+    input: Payload | None
+    output: Payload | None
+    error: ErrorInfo | None
+    owner_id: str | None
+    epoch: int
+    recovery_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step_id: str
+    name: str
+    status: StepStatus
+    output: Payload | None
+    error: ErrorInfo | None
+    attempts: int
+    worker_id: str
+    epoch: int
+    started_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    name: str | None = None
+    statuses: tuple[WorkflowStatus, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    after_seq: int | None = None
+    limit: int = 100
+    descending: bool = False
+    include_payloads: bool = False
+
+
+# --- worker -> coordinator ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRef:
+    workflow_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    worker_id: str
+    workflow_names: frozenset[str]
+    capacity: int
+    language: str
+    sdk_version: str
+    protocol_version: int
+    held: tuple[ExecutionRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A request to record a workflow, from a client or (``request_id`` set) a worker."""
+
+    name: str
+    workflow_id: str
+    input: Payload
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    workflow_id: str
+    epoch: int
+    step_id: str
+    name: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    workflow_id: str
+    epoch: int
+    step_id: str
+    name: str
+    attempt: int
+    output: Payload | None
+    error: ErrorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResult:
+    workflow_id: str
+    epoch: int
+    output: Payload | None
+    error: ErrorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    workflow_id: str
+    epoch: int
+
+
+# --- coordinator -> worker ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    session_id: str
+    lease_ms: int
+    heartbeat_interval_ms: int
+    max_payload_bytes: int
+    protocol_version: int
+    reattached: tuple[ExecutionRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAck:
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    workflow_id: str
+    name: str
+    epoch: int
+    input: Payload
+    steps: tuple[StepRecord, ...]
+    recovery_attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    request_id: str
+    workflow: WorkflowRecord | None
+    created: bool
+    error_code: int = 0
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepAck:
+    workflow_id: str
+    epoch: int
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowAck:
+    workflow_id: str
+    epoch: int
+    status: WorkflowStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    workflow_id: str
+    epoch: int
+    reason: AbandonReason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    workflow_id: str
+    epoch: int
+    step_id: str
+    code: int
+    message: str
+
+
+WorkerEvent = StepStart | StepResult | WorkflowResult | StartRequest | Heartbeat | Release
+CoordinatorEvent = (
+    Registered | HeartbeatAck | Assignment | StartResult | StepAck | WorkflowAck | Abandon | Rejected
+)

@@ -1,0 +1,113 @@
+"""Runs the coordinator: database (given or embedded), migrations, engine, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from coordinator import embedded_pg
+from coordinator.auth import ApiKeyInterceptor
+from coordinator.config import Settings
+from coordinator.engine import Engine
+from coordinator.service import WorkerService, WorkflowService
+from coordinator.store import migrations
+from coordinator.store.database import Database
+from protos.stepline.v1 import client_pb2_grpc, worker_pb2_grpc
+
+log = logging.getLogger("coordinator")
+
+_SERVICES = ("stepline.v1.WorkflowService", "stepline.v1.WorkerService", "")
+# Frames batch many events; allow them to be large. Single payloads are limited separately.
+_MAX_MESSAGE = 64 << 20
+
+
+@dataclass
+class Running:
+    """A started coordinator; ``stop()`` shuts it down."""
+
+    server: grpc.aio.Server
+    engine: Engine
+    db: Database
+    port: int
+    stop_embedded: Callable[[], None] | None
+    _health_task: asyncio.Task[None]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._health_task.cancel()
+        await self.engine.stop()
+        await self.server.stop(grace)
+        await self.db.close()
+        if self.stop_embedded is not None:
+            await asyncio.to_thread(self.stop_embedded)
+
+
+async def database_url(settings: Settings) -> tuple[str, Callable[[], None] | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    log.info("no database URL given: starting embedded PostgreSQL in %s", settings.data_dir)
+    return await asyncio.to_thread(embedded_pg.start, settings.data_dir)
+
+
+async def start(settings: Settings) -> Running:
+    url, stop_embedded = await database_url(settings)
+    db = await Database.connect(url, size=settings.pool_size)
+    applied = await migrations.apply(db)
+    if applied:
+        log.info("applied migrations %s", applied)
+    engine = Engine(db, settings)
+    await engine.start()
+    interceptors = [ApiKeyInterceptor(settings.api_key)] if settings.api_key else []
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            # Workers ping to notice a dead coordinator; let them.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ],
+    )
+    client_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    health_task = asyncio.create_task(_report_health(db, health_servicer))
+    return Running(server, engine, db, port, stop_embedded, health_task)
+
+
+async def _report_health(db: Database, servicer: health.aio.HealthServicer) -> None:
+    """SERVING while PostgreSQL answers, NOT_SERVING while it does not."""
+    last = None
+    while True:
+        if db.healthy != last:
+            last = db.healthy
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if last else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in _SERVICES:
+                await servicer.set(name, status)
+        await asyncio.sleep(0.2)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    running = await start(settings)
+    print(f"stepline coordinator listening on {settings.host}:{running.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    with contextlib.suppress(Exception):
+        await running.stop()

@@ -1,0 +1,150 @@
+"""The gRPC servicers: requests in, records through the engine, responses out.
+
+This is where CoordinatorErrors become gRPC statuses, and the only module besides
+``convert.py`` that touches generated code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from coordinator import convert, validation
+from coordinator.engine import Engine
+from coordinator.errors import CoordinatorError
+from coordinator.sessions import Session
+from protos.stepline.v1 import client_pb2 as cpb
+from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
+from protos.stepline.v1 import worker_pb2 as wpb
+from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
+
+
+def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Answers a CoordinatorError with its gRPC status and message."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except CoordinatorError as exc:
+            await context.abort(exc.code, str(exc))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class WorkflowService(cpb_grpc.WorkflowServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._max = engine.settings.max_payload_bytes
+
+    @_statuses
+    async def StartWorkflow(
+        self, request: cpb.StartWorkflowRequest, context: Any
+    ) -> cpb.StartWorkflowResponse:
+        record, created = await self._engine.start_workflow(convert.start_request(request, self._max))
+        return cpb.StartWorkflowResponse(workflow=convert.workflow_info(record), created=created)
+
+    @_statuses
+    async def GetWorkflow(self, request: cpb.GetWorkflowRequest, context: Any) -> cpb.GetWorkflowResponse:
+        record = await self._engine.get_workflow(_workflow_id(request.workflow_id))
+        return cpb.GetWorkflowResponse(workflow=convert.workflow_info(record))
+
+    @_statuses
+    async def AwaitWorkflow(
+        self, request: cpb.AwaitWorkflowRequest, context: Any
+    ) -> cpb.AwaitWorkflowResponse:
+        timeout = request.timeout_ms / 1000
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # Answer a little before the caller's deadline, so that it gets the state.
+            timeout = min(timeout, max(remaining - 0.05, 0.0))
+        record = await self._engine.await_workflow(_workflow_id(request.workflow_id), timeout)
+        return cpb.AwaitWorkflowResponse(workflow=convert.workflow_info(record), done=record.status.done)
+
+    @_statuses
+    async def ListWorkflows(
+        self, request: cpb.ListWorkflowsRequest, context: Any
+    ) -> cpb.ListWorkflowsResponse:
+        f = convert.workflow_filter(request)
+        records = await self._engine.list_workflows(f)
+        token = convert.encode_page_token(records[-1].seq) if len(records) == f.limit else ""
+        return cpb.ListWorkflowsResponse(
+            workflows=[convert.workflow_info(r) for r in records], next_page_token=token
+        )
+
+    @_statuses
+    async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
+        found = await self._engine.list_steps(_workflow_id(request.workflow_id))
+        return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])
+
+
+def _workflow_id(value: str) -> str:
+    return validation.identifier("workflow_id", value)
+
+
+class WorkerService(wpb_grpc.WorkerServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._max = engine.settings.max_payload_bytes
+
+    async def Connect(  # type: ignore[override]
+        self,
+        request_iterator: AsyncIterator[wpb.WorkerFrame],
+        context: grpc.aio.ServicerContext[wpb.WorkerFrame, wpb.CoordinatorFrame],
+    ) -> None:
+        try:
+            first = await anext(request_iterator)
+            registration, rest = convert.registration(first)
+            session = await self._engine.register(registration)
+        except StopAsyncIteration:
+            return
+        except CoordinatorError as exc:
+            await context.abort(exc.code, str(exc))
+        self._take(session, rest)
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        writer = asyncio.create_task(self._write(session, context))
+        closed = asyncio.create_task(session.closed.wait())
+        reason = "stream closed by the worker"
+        try:
+            done, _ = await asyncio.wait({reader, writer, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                reason = session.close_reason
+            elif writer in done and writer.exception() is not None:
+                reason = f"write failed: {writer.exception()}"
+        finally:
+            for task in (reader, writer, closed):
+                task.cancel()
+            await asyncio.gather(reader, writer, closed, return_exceptions=True)
+            # Shielded: the executions must be released even when the RPC is cancelled.
+            await asyncio.shield(self._engine.unregister(session, reason))
+        if closed in done:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"session ended: {reason}")
+
+    def _take(self, session: Session, events: Any) -> None:
+        converted, rejected = convert.worker_events(events, self._max)
+        for r in rejected:
+            session.send(r)
+        self._engine.handle(session, converted)
+
+    async def _read(self, session: Session, frames: AsyncIterator[wpb.WorkerFrame]) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            async for frame in frames:
+                self._take(session, frame)
+
+    async def _write(self, session: Session, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        while True:
+            events = await session.next_events()
+            await context.write(convert.coordinator_frame(events))

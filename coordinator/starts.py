@@ -1,0 +1,167 @@
+"""Recording new workflows, in batches, and handing each to a worker in the same write.
+
+A start picks its worker before the insert when one serving the name has room (and no
+older workflow of that name is waiting), so a new workflow is recorded RUNNING with its
+owner and epoch 1 in one write, and its Assignment goes out right after the commit.
+Otherwise it is recorded ENQUEUED and the dispatcher takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from coordinator.batcher import Batcher
+from coordinator.dispatch import Dispatcher, assignment, load_history
+from coordinator.errors import AlreadyExists, CoordinatorError
+from coordinator.models import StartRequest, StartResult, StepRecord, WorkflowRecord
+from coordinator.sessions import Session, Sessions
+from coordinator.store import workflows
+from coordinator.store.database import Database
+
+
+@dataclass(slots=True)
+class PendingStart:
+    request: StartRequest
+    # Set for an in-process start: the worker that asked runs the workflow.
+    session: Session | None
+    # Set for a client start.
+    future: asyncio.Future[tuple[WorkflowRecord, bool]] | None
+
+
+class Starter:
+    def __init__(
+        self, db: Database, sessions: Sessions, dispatcher: Dispatcher, max_recovery_attempts: int
+    ) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._max_recovery_attempts = max_recovery_attempts
+        self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail)
+
+    async def start(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
+        """Records a workflow for a client; returns it and whether this call created it."""
+        future: asyncio.Future[tuple[WorkflowRecord, bool]] = asyncio.get_running_loop().create_future()
+        self.batcher.add(PendingStart(_with_id(request), None, future))
+        return await future
+
+    def start_local(self, session: Session, request: StartRequest) -> None:
+        """Records a workflow that ``session``'s worker runs itself; answers on its stream."""
+        self.batcher.add(PendingStart(_with_id(request), session, None))
+
+    def _pick(self, name: str, planned: Counter[Session]) -> Session | None:
+        if self._dispatcher.has_backlog(name):
+            return None  # older workflows of this name wait; do not overtake them
+        best: Session | None = None
+        best_room = 0
+        for s in self._sessions:
+            room = s.free_slots - planned[s]
+            if name in s.names and room > best_room and not s.closed.is_set():
+                best, best_room = s, room
+        return best
+
+    async def _flush(self, items: list[PendingStart]) -> None:
+        now = datetime.now(UTC)
+        first: dict[str, PendingStart] = {}
+        for item in items:
+            first.setdefault(item.request.workflow_id, item)
+        planned: Counter[Session] = Counter()
+        owners: dict[str, Session] = {}
+        new = []
+        for workflow_id, item in first.items():
+            owner = item.session if item.session is not None else self._pick(item.request.name, planned)
+            if owner is not None:
+                planned[owner] += 1
+                owners[workflow_id] = owner
+            new.append(
+                workflows.NewWorkflow(
+                    workflow_id,
+                    item.request.name,
+                    item.request.input,
+                    owner.worker_id if owner else None,
+                    now,
+                )
+            )
+        claims: dict[Session, list[str]] = defaultdict(list)
+        async with self._db.transaction() as conn:
+            inserted = {r.workflow_id: r for r in await workflows.insert(conn, new)}
+            missing = [i for i in first if i not in inserted]
+            existing = await workflows.get_many(conn, missing) if missing else {}
+            # An in-process start of a workflow that exists but waits for a worker: this
+            # worker takes it (under a new epoch, with its history).
+            for workflow_id in missing:
+                item, found = first[workflow_id], existing[workflow_id]
+                waiting = found.owner_id is None and not found.status.done
+                if item.session is not None and found.name == item.request.name and waiting:
+                    claims[item.session].append(workflow_id)
+            claimed: dict[Session, list[WorkflowRecord]] = {}
+            history: dict[int, list[StepRecord]] = {}
+            for session, ids in claims.items():
+                claimed[session] = await workflows.claim_ids(
+                    conn, ids, session.worker_id, self._max_recovery_attempts
+                )
+                history.update(await load_history(conn, claimed[session]))
+        for session, records in claimed.items():
+            for r in records:
+                existing[r.workflow_id] = r
+            await self._dispatcher.deliver(session, records, history)
+        await self._deliver_new(inserted, owners)
+        for item in items:
+            workflow_id = item.request.workflow_id
+            created = workflow_id in inserted and first[workflow_id] is item
+            record = inserted.get(workflow_id) or existing[workflow_id]
+            if record.name != item.request.name:
+                self._answer(
+                    item,
+                    AlreadyExists(
+                        f"workflow ID {workflow_id!r} already belongs to workflow {record.name!r}, "
+                        f"not {item.request.name!r}"
+                    ),
+                )
+            else:
+                self._answer(item, (record, created))
+
+    async def _deliver_new(self, inserted: dict[str, WorkflowRecord], owners: dict[str, Session]) -> None:
+        unowned = [r.name for i, r in inserted.items() if i not in owners]
+        lost: dict[Session, list[WorkflowRecord]] = defaultdict(list)
+        for workflow_id, session in owners.items():
+            record = inserted.get(workflow_id)
+            if record is None:
+                continue
+            if self._sessions.is_current(session):
+                session.held[workflow_id] = record.epoch
+                session.send(assignment(record, []))
+            else:
+                lost[session].append(record)
+        for session, records in lost.items():
+            await self._dispatcher.give_back(session.worker_id, records)
+        if unowned:
+            self._dispatcher.mark_ready(unowned)
+
+    def _answer(self, item: PendingStart, outcome: tuple[WorkflowRecord, bool] | CoordinatorError) -> None:
+        if item.future is not None:
+            if not item.future.done():
+                if isinstance(outcome, CoordinatorError):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+        elif item.session is not None:
+            if isinstance(outcome, CoordinatorError):
+                item.session.send(
+                    StartResult(item.request.request_id, None, False, outcome.code.value[0], str(outcome))
+                )
+            else:
+                item.session.send(StartResult(item.request.request_id, outcome[0], outcome[1]))
+
+    def _fail(self, items: list[PendingStart], error: CoordinatorError) -> None:
+        for item in items:
+            self._answer(item, error)
+
+
+def _with_id(request: StartRequest) -> StartRequest:
+    if request.workflow_id:
+        return request
+    return StartRequest(request.name, str(uuid.uuid4()), request.input, request.request_id)

@@ -1,0 +1,91 @@
+"""The PostgreSQL pool, and the one place where asyncpg's errors become CoordinatorErrors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from coordinator.errors import CoordinatorError, Unavailable
+
+log = logging.getLogger(__name__)
+
+Connection = Any  # asyncpg.Connection; asyncpg ships no type information.
+
+# Errors that mean "PostgreSQL is not reachable right now", as opposed to "this statement
+# is wrong": connection exceptions (SQLSTATE class 08), operator intervention (57: shutdown,
+# cannot connect now), a closed connection, a refused socket, a timed-out connect.
+TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def translate(exc: BaseException) -> CoordinatorError:
+    """Maps an exception raised while talking to PostgreSQL to the coordinator's tree."""
+    if isinstance(exc, CoordinatorError):
+        return exc
+    if isinstance(exc, TRANSIENT):
+        return Unavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}")
+    return CoordinatorError(f"database error: {type(exc).__name__}: {exc}")
+
+
+class Database:
+    """An asyncpg pool that reports whether PostgreSQL answered the last time it was asked."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.healthy = True
+
+    @classmethod
+    async def connect(cls, url: str, *, size: int) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=size,
+                # Statements are prepared once per connection and reused; the hot path's
+                # statements are few and fixed.
+                statement_cache_size=256,
+                # A connection that was idle across a PostgreSQL restart is dead; drop
+                # idle connections so that the pool notices quickly.
+                max_inactive_connection_lifetime=60,
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return cls(pool)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=5)
+        except (TimeoutError, *TRANSIENT):
+            self._pool.terminate()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection; errors leave as CoordinatorErrors, and mark health."""
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                yield conn
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT):
+                if self.healthy:
+                    log.warning("PostgreSQL became unavailable: %s: %s", type(exc).__name__, exc)
+                self.healthy = False
+            raise translate(exc) from exc
+        if not self.healthy:
+            log.info("PostgreSQL is available again")
+        self.healthy = True
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn

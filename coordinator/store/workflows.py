@@ -1,0 +1,264 @@
+"""Statements about the ``workflows`` table.
+
+Ownership rules every statement here keeps: a workflow is owned by at most one worker
+(``owner_id``) under one ``epoch``; taking ownership of a workflow that has run before
+increments the epoch; a write about an execution names its epoch and owner and is applied
+only if both are still current, decided in the statement that writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from coordinator.models import ErrorInfo, Payload, WorkflowFilter, WorkflowRecord, WorkflowStatus
+from coordinator.store import rows
+from coordinator.store.database import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    """A workflow to record; ``owner_id`` set means it starts RUNNING on that worker."""
+
+    workflow_id: str
+    name: str
+    input: Payload
+    owner_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A workflow's final result, as written by the execution ``(epoch, owner_id)``."""
+
+    workflow_id: str
+    epoch: int
+    owner_id: str
+    status: WorkflowStatus
+    output: Payload | None
+    error: ErrorInfo | None
+    at: datetime
+
+
+_INSERT = f"""
+INSERT INTO workflows (workflow_id, name, status, input, input_encoding, owner_id, epoch,
+                       created_at, updated_at, started_at)
+SELECT b.workflow_id, b.name,
+       CASE WHEN b.owner_id IS NULL THEN 'ENQUEUED' ELSE 'RUNNING' END,
+       b.input, b.input_encoding, b.owner_id,
+       CASE WHEN b.owner_id IS NULL THEN 0 ELSE 1 END,
+       b.at, b.at, CASE WHEN b.owner_id IS NULL THEN NULL ELSE b.at END
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[])
+     AS b(workflow_id, name, input, input_encoding, owner_id, at)
+-- DO NOTHING waits for a concurrent insert of the same ID to commit or roll back, so two
+-- starts of one ID record one workflow; the loser reads the winner's row afterwards.
+ON CONFLICT (workflow_id) DO NOTHING
+RETURNING {rows.WORKFLOW_COLUMNS}
+"""
+
+
+async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowRecord]:
+    """Records the workflows whose IDs are free; returns those it recorded."""
+    result = await conn.fetch(
+        _INSERT,
+        [n.workflow_id for n in new],
+        [n.name for n in new],
+        [n.input.data for n in new],
+        [n.input.encoding for n in new],
+        [n.owner_id for n in new],
+        [n.at for n in new],
+    )
+    return [rows.workflow(r) for r in result]
+
+
+_GET_MANY = f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows WHERE workflow_id = ANY($1::text[])"
+
+
+async def get_many(conn: Connection, workflow_ids: Sequence[str]) -> dict[str, WorkflowRecord]:
+    result = await conn.fetch(_GET_MANY, list(workflow_ids))
+    return {r[0]: rows.workflow(r) for r in result}
+
+
+async def get(conn: Connection, workflow_id: str) -> WorkflowRecord | None:
+    return (await get_many(conn, [workflow_id])).get(workflow_id)
+
+
+_COMPLETE = """
+UPDATE workflows AS w
+SET status = b.status, output = b.output, output_encoding = b.output_encoding, error = b.error,
+    owner_id = NULL, completed_at = b.at, updated_at = b.at
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::jsonb[],
+            $8::timestamptz[])
+     AS b(workflow_id, epoch, owner_id, status, output, output_encoding, error, at)
+-- The row lock this UPDATE takes makes the fencing check and the write one step: a
+-- concurrent reassignment either committed first (the epoch no longer matches, nothing is
+-- written) or waits for this transaction.
+WHERE w.workflow_id = b.workflow_id AND w.epoch = b.epoch AND w.owner_id = b.owner_id
+  AND w.status = 'RUNNING'
+RETURNING w.workflow_id
+"""
+
+
+async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> set[str]:
+    """Writes final results whose execution is still current; returns their workflow IDs."""
+    result = await conn.fetch(
+        _COMPLETE,
+        [o.workflow_id for o in outcomes],
+        [o.epoch for o in outcomes],
+        [o.owner_id for o in outcomes],
+        [o.status.value for o in outcomes],
+        [o.output.data if o.output else None for o in outcomes],
+        [o.output.encoding if o.output else None for o in outcomes],
+        [rows.error_to_json(o.error) for o in outcomes],
+        [o.at for o in outcomes],
+    )
+    return {r[0] for r in result}
+
+
+# Shared by both claims: take ownership under a new epoch, or, for a workflow recovered
+# too often, mark it poison instead. `w.status` on the right-hand side is the old value:
+# a claimed RUNNING workflow is a recovery.
+_CLAIM_SET = """
+SET owner_id = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN NULL ELSE $2 END,
+    epoch = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN w.epoch ELSE w.epoch + 1 END,
+    status = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3
+                  THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'RUNNING' END,
+    error = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3
+                 THEN jsonb_build_object(
+                     'type', 'stepline.MaxRecoveryAttemptsExceeded',
+                     'message', format('workflow %s was recovered %s times and lost its worker '
+                                       'every time; it is not reassigned again', w.workflow_id,
+                                       w.recovery_attempts),
+                     'traceback', '')
+                 ELSE w.error END,
+    completed_at = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN now()
+                        ELSE w.completed_at END,
+    recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'RUNNING' THEN 1 ELSE 0 END,
+    started_at = COALESCE(w.started_at, now()),
+    updated_at = now()
+"""
+_CLAIM_RETURNING = "RETURNING " + ", ".join("w." + c.strip() for c in rows.WORKFLOW_COLUMNS.split(","))
+
+_CLAIM_READY = f"""
+WITH picked AS (
+    SELECT workflow_id FROM workflows
+    WHERE owner_id IS NULL AND status IN ('ENQUEUED', 'RUNNING') AND name = ANY($1::text[])
+    ORDER BY seq
+    LIMIT $4
+    -- SKIP LOCKED: a row another transaction is claiming is that transaction's; waiting
+    -- for it would only find it owned.
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workflows AS w {_CLAIM_SET}
+FROM picked WHERE w.workflow_id = picked.workflow_id
+{_CLAIM_RETURNING}
+"""
+
+_CLAIM_IDS = f"""
+UPDATE workflows AS w {_CLAIM_SET}
+WHERE w.workflow_id = ANY($1::text[]) AND w.owner_id IS NULL AND w.status IN ('ENQUEUED', 'RUNNING')
+{_CLAIM_RETURNING}
+"""
+
+
+async def claim_ready(
+    conn: Connection, names: Sequence[str], owner_id: str, limit: int, max_recovery_attempts: int
+) -> list[WorkflowRecord]:
+    """Claims up to ``limit`` unowned workflows with one of ``names``, oldest first.
+
+    Returns the claimed records: RUNNING ones now belong to ``owner_id``; the others were
+    marked MAX_RECOVERY_ATTEMPTS_EXCEEDED instead of being claimed.
+    """
+    result = await conn.fetch(_CLAIM_READY, list(names), owner_id, max_recovery_attempts, limit)
+    return [rows.workflow(r) for r in result]
+
+
+async def claim_ids(
+    conn: Connection, workflow_ids: Sequence[str], owner_id: str, max_recovery_attempts: int
+) -> list[WorkflowRecord]:
+    """Like claim_ready, for the given workflows (those that are unowned and unfinished)."""
+    result = await conn.fetch(_CLAIM_IDS, list(workflow_ids), owner_id, max_recovery_attempts)
+    return [rows.workflow(r) for r in result]
+
+
+_RELEASE = """
+UPDATE workflows SET owner_id = NULL, updated_at = now()
+WHERE owner_id = $1 AND status = 'RUNNING' AND NOT (workflow_id = ANY($2::text[]))
+RETURNING name
+"""
+
+
+async def release(conn: Connection, owner_id: str, keep: Sequence[str] = ()) -> list[str]:
+    """Gives up every execution ``owner_id`` holds except ``keep``; returns their names."""
+    return [r[0] for r in await conn.fetch(_RELEASE, owner_id, list(keep))]
+
+
+_RELEASE_ONE = """
+UPDATE workflows SET owner_id = NULL, updated_at = now()
+WHERE workflow_id = $1 AND epoch = $2 AND owner_id = $3 AND status = 'RUNNING'
+RETURNING name
+"""
+
+
+async def release_one(conn: Connection, workflow_id: str, epoch: int, owner_id: str) -> str | None:
+    """Gives up one execution if ``owner_id`` still holds it under ``epoch``; returns its name."""
+    name: str | None = await conn.fetchval(_RELEASE_ONE, workflow_id, epoch, owner_id)
+    return name
+
+
+_REATTACH = """
+UPDATE workflows AS w SET owner_id = $1, updated_at = now()
+FROM unnest($2::text[], $3::bigint[]) AS h(workflow_id, epoch)
+-- Only under the same epoch, and only if no other worker took it meanwhile.
+WHERE w.workflow_id = h.workflow_id AND w.epoch = h.epoch AND w.status = 'RUNNING'
+  AND (w.owner_id IS NULL OR w.owner_id = $1)
+RETURNING w.workflow_id
+"""
+
+
+async def reattach(conn: Connection, owner_id: str, held: Sequence[tuple[str, int]]) -> set[str]:
+    """Gives ``owner_id`` back the executions it still runs whose epoch is still current."""
+    result = await conn.fetch(_REATTACH, owner_id, [h[0] for h in held], [h[1] for h in held])
+    return {r[0] for r in result}
+
+
+_RELEASE_ORPHANS = """
+UPDATE workflows SET owner_id = NULL, updated_at = now()
+WHERE owner_id IS NOT NULL AND status = 'RUNNING' AND NOT (owner_id = ANY($1::text[]))
+RETURNING name
+"""
+
+
+async def release_orphans(conn: Connection, connected: Sequence[str]) -> list[str]:
+    """Releases executions owned by workers that are not connected; returns their names."""
+    return [r[0] for r in await conn.fetch(_RELEASE_ORPHANS, list(connected))]
+
+
+_STATUS_NAMES = {s: s.value for s in WorkflowStatus}
+
+
+async def list_(conn: Connection, f: WorkflowFilter) -> list[WorkflowRecord]:
+    """Workflows matching ``f``, ordered by creation (``seq``)."""
+    clauses: list[str] = []
+    args: list[object] = []
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if f.name:
+        clauses.append(f"name = {arg(f.name)}")
+    if f.statuses:
+        clauses.append(f"status = ANY({arg([_STATUS_NAMES[s] for s in f.statuses])}::text[])")
+    if f.created_after is not None:
+        clauses.append(f"created_at >= {arg(f.created_after)}")
+    if f.created_before is not None:
+        clauses.append(f"created_at < {arg(f.created_before)}")
+    if f.after_seq is not None:
+        clauses.append(f"seq {'<' if f.descending else '>'} {arg(f.after_seq)}")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    columns = rows.WORKFLOW_COLUMNS if f.include_payloads else rows.WORKFLOW_COLUMNS_LEAN
+    order = "DESC" if f.descending else "ASC"
+    sql = f"SELECT {columns} FROM workflows {where} ORDER BY seq {order} LIMIT {arg(f.limit)}"
+    return [rows.workflow(r) for r in await conn.fetch(sql, *args)]

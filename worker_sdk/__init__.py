@@ -1,0 +1,60 @@
+"""Stepline's Python SDK: durable workflows made of steps, run by workers, recorded centrally.
+
+    from worker_sdk import Client, Worker, step, workflow
+
+The public API is what ``__all__`` lists; everything in modules with a leading underscore
+may change without notice.
+"""
+
+from worker_sdk._client import Client, WorkflowHandle
+from worker_sdk._context import workflow_id
+from worker_sdk._decorators import Step, Workflow, step, workflow
+from worker_sdk._models import ErrorInfo, Payload, StepInfo, StepStatus, WorkflowInfo, WorkflowStatus
+from worker_sdk._retry import RetryPolicy
+from worker_sdk._version import __version__
+from worker_sdk._worker import Worker
+from worker_sdk.errors import (
+    AuthenticationError,
+    CoordinatorUnavailableError,
+    InvalidArgumentError,
+    NonDeterminismError,
+    NotInWorkerError,
+    PayloadTooLargeError,
+    SerializationError,
+    StepFailedError,
+    SteplineError,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "CoordinatorUnavailableError",
+    "ErrorInfo",
+    "InvalidArgumentError",
+    "NonDeterminismError",
+    "NotInWorkerError",
+    "Payload",
+    "PayloadTooLargeError",
+    "RetryPolicy",
+    "SerializationError",
+    "Step",
+    "StepFailedError",
+    "StepInfo",
+    "StepStatus",
+    "SteplineError",
+    "Worker",
+    "Workflow",
+    "WorkflowConflictError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+    "__version__",
+    "step",
+    "workflow",
+    "workflow_id",
+]

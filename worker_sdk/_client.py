@@ -1,0 +1,154 @@
+"""The Client: start workflows by name from anywhere, and follow them through handles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from worker_sdk import _serde, _transport, errors
+from worker_sdk._decorators import Workflow
+from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
+
+
+class Client:
+    """Talks to the coordinator's client-facing service. Safe to share across tasks."""
+
+    def __init__(self, address: str = "127.0.0.1:7420", *, api_key: str | None = None) -> None:
+        self.address = address
+        self._api_key = _transport.api_key_or_env(api_key)
+        self._channel: grpc.aio.Channel | None = None
+        self._calls_: _transport.ClientCalls | None = None
+
+    @property
+    def _calls(self) -> _transport.ClientCalls:
+        # Created on first use, inside the running event loop.
+        if self._calls_ is None:
+            self._channel = _transport.channel(self.address)
+            self._calls_ = _transport.ClientCalls(self._channel, self._api_key)
+        return self._calls_
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._calls_ = None
+
+    async def start_workflow(
+        self, workflow: str | Workflow[Any, Any], /, *args: Any, workflow_id: str | None = None, **kwargs: Any
+    ) -> WorkflowHandle:
+        """Starts a workflow by name (or function) with the given arguments.
+
+        With ``workflow_id`` the start is idempotent: starting an existing ID starts nothing
+        and returns a handle to that workflow (WorkflowConflictError if its name differs).
+        """
+        name = workflow.name if isinstance(workflow, Workflow) else workflow
+        data = _serde.encode_input(args, kwargs, f"the input of workflow {name!r}")
+        info, _ = await self._calls.start_workflow(name, workflow_id or "", data)
+        return WorkflowHandle(self, info.workflow_id)
+
+    def get_handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle to an existing workflow (not checked until used)."""
+        return WorkflowHandle(self, workflow_id)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        return await self._calls.get_workflow(workflow_id)
+
+    async def list_workflows(
+        self,
+        *,
+        name: str | None = None,
+        status: WorkflowStatus | Iterable[WorkflowStatus] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        page_token: str = "",
+        descending: bool = False,
+        include_payloads: bool = False,
+    ) -> tuple[list[WorkflowInfo], str]:
+        """One page of workflows, oldest first; returns it and the next page's token ("" at the end)."""
+        statuses = [status] if isinstance(status, WorkflowStatus) else list(status or ())
+        return await self._calls.list_workflows(
+            name=name,
+            statuses=statuses,
+            created_after=created_after,
+            created_before=created_before,
+            page_size=limit,
+            page_token=page_token,
+            descending=descending,
+            include_payloads=include_payloads,
+        )
+
+    async def iter_workflows(self, **filters: Any) -> AsyncIterator[WorkflowInfo]:
+        """Every workflow matching the filters of ``list_workflows``, page by page."""
+        token = ""
+        while True:
+            page, token = await self.list_workflows(page_token=token, **filters)
+            for info in page:
+                yield info
+            if not token:
+                return
+
+    async def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        """The workflow's recorded steps, in the order they started."""
+        return await self._calls.list_steps(workflow_id)
+
+
+class WorkflowHandle:
+    """A started workflow."""
+
+    def __init__(self, client: Client, workflow_id: str) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id}>"
+
+    async def info(self) -> WorkflowInfo:
+        return await self.client.get_workflow(self.workflow_id)
+
+    async def status(self) -> WorkflowStatus:
+        return (await self.info()).status
+
+    async def steps(self) -> list[StepInfo]:
+        return await self.client.list_steps(self.workflow_id)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Waits for the workflow to finish and returns its output.
+
+        Raises WorkflowFailedError (with the rebuilt original error as ``__cause__``) if it
+        failed, and TimeoutError if it is still running after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
+            info, done = await self.client._calls.await_workflow(self.workflow_id, wait)
+            if done:
+                return _outcome(info)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {self.workflow_id!r} is still {info.status.value}")
+            await asyncio.sleep(0)
+
+
+def _outcome(info: WorkflowInfo) -> Any:
+    if info.status is WorkflowStatus.SUCCEEDED:
+        return info.output
+    error = info.error
+    failure = errors.WorkflowFailedError(
+        info.workflow_id,
+        error.type if error else info.status.value,
+        error.message if error else f"workflow ended {info.status.value}",
+        error.traceback if error else "",
+    )
+    if error is not None:
+        raise failure from _serde.rebuild(error)
+    raise failure

@@ -1,0 +1,140 @@
+"""``@workflow`` and ``@step``: module-level decorators, usable with and without arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from worker_sdk import errors
+from worker_sdk._context import SCOPE, WORKER
+from worker_sdk._definitions import StepDefinition, WorkflowDefinition
+from worker_sdk._execution import run_step
+from worker_sdk._retry import RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Workflow(Generic[P, R]):
+    """A workflow function. Calling it inside ``async with Worker(...)`` runs it durably
+    in this process, recorded by the coordinator; ``Client.start_workflow`` runs it on
+    any worker that serves its name."""
+
+    __slots__ = ("__dict__", "definition")
+
+    def __init__(self, fn: Callable[P, Awaitable[R]], name: str) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@workflow needs an async function; {fn.__qualname__} is not one")
+        self.definition = WorkflowDefinition(name, fn)
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return self._run(None, args, kwargs)
+
+    def with_id(self, workflow_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
+        """The same direct call, under a chosen workflow ID (idempotent: one run per ID)."""
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+            return self._run(workflow_id, args, kwargs)
+
+        return call
+
+    async def _run(self, workflow_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if SCOPE.get() is not None:
+            raise errors.SteplineError(
+                f"workflow {self.name!r} was called from inside a workflow; child workflows are not "
+                "supported yet: call its steps, or start it with Client.start_workflow"
+            )
+        worker = WORKER.get()
+        if worker is None:
+            raise errors.NotInWorkerError(
+                f"calling workflow {self.name!r} directly needs a running Worker: "
+                f"`async with Worker(address, workflows=[{self.definition.fn.__name__}]): ...`, "
+                "or start it with Client.start_workflow"
+            )
+        result: R = await worker.run_workflow(self.definition, args, kwargs, workflow_id)
+        return result
+
+
+class Step(Generic[P, R]):
+    """A step function. Inside a workflow each call is recorded: it runs once, and replays
+    return its recorded outcome. Outside workflows (and inside step bodies) a call simply
+    runs the function."""
+
+    __slots__ = ("__dict__", "definition")
+
+    def __init__(
+        self, fn: Callable[P, Awaitable[R]] | Callable[P, R], name: str, retry: RetryPolicy | None
+    ) -> None:
+        self.definition = StepDefinition(name, fn, retry, inspect.iscoroutinefunction(fn))
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        scope = SCOPE.get()
+        if scope is None:
+            return self._plain(args, kwargs)
+        # The ID is taken here, synchronously, at the call: see _context.py.
+        coro: Coroutine[Any, Any, R] = run_step(
+            scope.execution, self.definition, scope.next_step_id(), args, kwargs
+        )
+        return coro
+
+    async def _plain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        fn = self.definition.fn
+        if self.definition.is_coroutine:
+            result: R = await fn(*args, **kwargs)
+            return result
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@overload
+def workflow(fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
+@overload
+def workflow(*, name: str | None = None) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, Awaitable[R]] | None = None, /, *, name: str | None = None
+) -> Workflow[P, R] | Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]:
+    """Declares a workflow. Its name defaults to the function's ``__qualname__``."""
+
+    def decorate(f: Callable[P, Awaitable[R]]) -> Workflow[P, R]:
+        return Workflow(f, name or f.__qualname__)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> Step[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+@overload
+def step(
+    *, name: str | None = None, retry: RetryPolicy | None = None
+) -> Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Step[P, R]]: ...
+def step(
+    fn: Callable[P, Awaitable[R]] | Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> Step[P, R] | Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Step[P, R]]:
+    """Declares a step. Its name defaults to the function's ``__qualname__``.
+
+    Async functions run on the event loop; plain functions run in a thread. Without a
+    ``retry`` policy a failing step is not retried.
+    """
+
+    def decorate(f: Callable[P, Awaitable[R]] | Callable[P, R]) -> Step[P, R]:
+        return Step(f, name or f.__qualname__, retry)
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,27 @@
+"""Frozen descriptions of registered workflows and steps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker_sdk._retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A workflow function and the name it is registered and started under."""
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class StepDefinition:
+    """A step function, its recorded name, and how it is retried."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy | None
+    is_coroutine: bool

@@ -1,0 +1,216 @@
+"""One execution of one workflow on this worker: replay, step calls, and the final result.
+
+A step call looks up its ID in the history sent with the assignment. A recorded outcome is
+returned (or its error re-raised) at once, without a round trip; a recorded ID under
+another name is a non-determinism error. Otherwise the body runs, its outcome is sent,
+and the call returns only when the coordinator has acknowledged that the outcome is
+durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from worker_sdk import _serde, errors
+from worker_sdk._context import SCOPE, STEP_CODES, Scope
+from worker_sdk._definitions import StepDefinition, WorkflowDefinition
+from worker_sdk._messages import (
+    Assignment,
+    Outgoing,
+    RecordedStep,
+    StepResult,
+    StepStart,
+    WorkflowResult,
+)
+from worker_sdk._models import ErrorInfo, StepStatus, WorkflowStatus
+
+log = logging.getLogger("worker_sdk")
+
+
+class Link(Protocol):
+    """What an execution needs from its worker."""
+
+    max_payload_bytes: int | None
+
+    def send(self, event: Outgoing) -> None:
+        """Queues an event for the coordinator."""
+
+    async def lease_held(self) -> None:
+        """Returns when this worker may start step bodies (its lease is current)."""
+
+
+class Abandoned(errors.SteplineError):
+    """The execution was taken away from this worker; its result comes from elsewhere."""
+
+
+# (status, output payload, error) as acknowledged by the coordinator.
+Outcome = tuple[WorkflowStatus, bytes | None, ErrorInfo | None]
+
+
+class Execution:
+    def __init__(self, assignment: Assignment, definition: WorkflowDefinition, link: Link) -> None:
+        self.workflow_id = assignment.workflow_id
+        self.epoch = assignment.epoch
+        self.assignment = assignment
+        self.definition = definition
+        self.link = link
+        self.recorded: dict[str, RecordedStep] = {s.step_id: s for s in assignment.steps}
+        self.fatal: errors.SteplineError | None = None
+        self.abandoned = False
+        self.task: asyncio.Task[None] | None = None
+        # Step results sent and not yet acknowledged, to resend after a reconnect.
+        self.unacked: dict[str, StepResult] = {}
+        self.result: WorkflowResult | None = None
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.workflow_id} epoch={self.epoch}>"
+
+    # --- driven by the worker -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """The execution's task: runs the workflow function and reports how it ended."""
+        SCOPE.set(Scope(self))
+        output: bytes | None = None
+        error: ErrorInfo | None = None
+        try:
+            args, kwargs = _serde.decode_input(self.assignment.input.data, self.assignment.input.encoding)
+            value = await self.definition.fn(*args, **kwargs)
+            if self.fatal is not None:
+                raise self.fatal
+            output = _serde.encode(
+                value, f"the result of workflow {self.definition.name!r}", self.link.max_payload_bytes
+            )
+        except asyncio.CancelledError:
+            if self.abandoned:
+                return
+            raise
+        except Exception as exc:
+            error = _serde.error_info(self.fatal if self.fatal is not None else exc)
+            if self.fatal is None and not isinstance(exc, errors.SteplineError):
+                log.info("workflow %s failed: %s: %s", self.workflow_id, type(exc).__name__, exc)
+        self.result = WorkflowResult(self.workflow_id, self.epoch, output, error)
+        self.link.send(self.result)
+
+    def step_acked(self, step_id: str) -> None:
+        self.unacked.pop(step_id, None)
+        future = self._acks.pop(step_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def workflow_acked(self, status: WorkflowStatus) -> None:
+        if self.result is not None and not self.outcome.done():
+            self.outcome.set_result((status, self.result.output, self.result.error))
+
+    def rejected(self, step_id: str, message: str) -> None:
+        """The coordinator refused an event of this execution; nothing of it was written."""
+        problem = errors.SteplineError(f"the coordinator refused {step_id or 'the result'}: {message}")
+        if step_id:
+            self.unacked.pop(step_id, None)
+            if self.fatal is None:
+                self.fatal = problem
+            future = self._acks.pop(step_id, None)
+            if future is not None and not future.done():
+                future.set_exception(problem)
+        elif self.result is not None and self.result.output is not None:
+            # The output was refused: record the refusal as the workflow's error instead.
+            self.result = WorkflowResult(self.workflow_id, self.epoch, None, _serde.error_info(problem))
+            self.link.send(self.result)
+        else:
+            log.error("workflow %s: result refused: %s", self.workflow_id, message)
+
+    def abandon(self, reason: str) -> None:
+        """Stops this execution at once: another epoch owns the workflow now."""
+        if self.abandoned:
+            return
+        self.abandoned = True
+        log.info("workflow %s epoch %d abandoned: %s", self.workflow_id, self.epoch, reason)
+        if self.task is not None:
+            self.task.cancel()
+        if not self.outcome.done():
+            self.outcome.set_exception(Abandoned(reason))
+            self.outcome.exception()  # retrieved: nobody may be waiting for it
+
+    def pending_events(self) -> list[Outgoing]:
+        """What to resend after a reconnect: unacknowledged results."""
+        events: list[Outgoing] = list(self.unacked.values())
+        if self.result is not None:
+            events.append(self.result)
+        return events
+
+    # --- used by step calls -------------------------------------------------------------
+
+    def nondeterminism(self, step_id: str, recorded: str, called: str) -> errors.NonDeterminismError:
+        exc = errors.NonDeterminismError(self.workflow_id, step_id, recorded, called)
+        if self.fatal is None:
+            self.fatal = exc
+        return exc
+
+    async def record(
+        self, step_id: str, name: str, attempt: int, output: bytes | None, error: ErrorInfo | None
+    ) -> None:
+        """Sends a step's outcome; returns once the coordinator has made it durable."""
+        event = StepResult(self.workflow_id, self.epoch, step_id, name, attempt, output, error)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[step_id] = future
+        self.unacked[step_id] = event
+        self.link.send(event)
+        await future
+
+
+async def run_step(
+    ex: Execution, defn: StepDefinition, step_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """One step call inside a workflow. Its ID was taken when the workflow code called it."""
+    recorded = ex.recorded.get(step_id)
+    attempt = 1
+    if recorded is not None:
+        if recorded.step_name != defn.name:
+            raise ex.nondeterminism(step_id, recorded.step_name, defn.name)
+        if recorded.status is StepStatus.SUCCEEDED:
+            assert recorded.output is not None
+            return _serde.decode(recorded.output.data, recorded.output.encoding)
+        if recorded.status is StepStatus.FAILED:
+            assert recorded.error is not None
+            raise _serde.rebuild(recorded.error)
+        attempt = recorded.attempts + 1  # RUNNING: that attempt was interrupted
+    if ex.fatal is not None:
+        raise ex.fatal
+    policy = defn.retry
+    while True:
+        await ex.link.lease_held()
+        ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
+        token = SCOPE.set(None)  # inside a step body, steps are plain calls
+        try:
+            if defn.is_coroutine:
+                value = await defn.fn(*args, **kwargs)
+            else:
+                value = await asyncio.to_thread(defn.fn, *args, **kwargs)
+            failure: Exception | None = None
+        except Exception as exc:
+            failure = exc
+        finally:
+            SCOPE.reset(token)
+        if failure is None:
+            break
+        if policy is not None and policy.retries(failure, attempt):
+            log.info("step %s (%s) attempt %d failed: %r; retrying", step_id, defn.name, attempt, failure)
+            await asyncio.sleep(policy.delay(attempt))
+            attempt += 1
+            continue
+        await ex.record(step_id, defn.name, attempt, None, _serde.error_info(failure))
+        raise failure
+    try:
+        data = _serde.encode(value, f"the result of step {defn.name!r}", ex.link.max_payload_bytes)
+    except errors.SerializationError as exc:
+        await ex.record(step_id, defn.name, attempt, None, _serde.error_info(exc))
+        raise
+    await ex.record(step_id, defn.name, attempt, data, None)
+    # The workflow sees the value as a replay will: decoded from what was recorded.
+    return _serde.decode(data)
+
+
+STEP_CODES.add(run_step.__code__)

@@ -1,0 +1,85 @@
+"""Public records: what the Client returns about workflows and steps."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class WorkflowStatus(enum.Enum):
+    """Where a workflow is in its life (stepline.v1.WorkflowStatus)."""
+
+    ENQUEUED = "ENQUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+
+    @property
+    def done(self) -> bool:
+        """True for the final statuses."""
+        return self not in (WorkflowStatus.ENQUEUED, WorkflowStatus.RUNNING)
+
+
+class StepStatus(enum.Enum):
+    """Where a step is in its life (stepline.v1.StepStatus)."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A serialised value and its encoding ("json" or "raw")."""
+
+    data: bytes
+    encoding: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A recorded failure: its type name, message, traceback and rebuild details."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    details: Payload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """Everything recorded about a workflow. ``input``/``output`` are decoded values."""
+
+    workflow_id: str
+    workflow_name: str
+    status: WorkflowStatus
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    owner_worker_id: str | None
+    epoch: int
+    recovery_attempts: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """Everything recorded about one step. ``output`` is the decoded value."""
+
+    step_id: str
+    step_name: str
+    status: StepStatus
+    output: Any
+    error: ErrorInfo | None
+    attempts: int
+    worker_id: str
+    epoch: int
+    started_at: datetime | None
+    completed_at: datetime | None
