@@ -7,7 +7,7 @@ may change without notice.
 """
 
 from worker_sdk._client import Client, WorkflowHandle
-from worker_sdk._context import workflow_id
+from worker_sdk._context import StepContext, current_step, workflow_id
 from worker_sdk._decorators import Step, Workflow, step, workflow
 from worker_sdk._models import ErrorInfo, Payload, StepInfo, StepStatus, WorkflowInfo, WorkflowStatus
 from worker_sdk._retry import RetryPolicy
@@ -41,6 +41,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "Step",
+    "StepContext",
     "StepFailedError",
     "StepInfo",
     "StepStatus",
@@ -54,6 +55,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowStatus",
     "__version__",
+    "current_step",
     "step",
     "workflow",
     "workflow_id",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,18 @@ class Scope:
 # The scope of the running task; None outside workflows and inside step bodies (a step
 # called from a step body runs as a plain function call).
 SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("stepline_scope", default=None)
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step body can know about itself (see ``current_step``)."""
+
+    workflow_id: str
+    step_id: str
+    step_name: str
+    attempt: int
+
+
+# The step whose body is running, if any.
+STEP: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar("stepline_step", default=None)
 # The Worker entered with ``async with`` in this task, for direct workflow calls.
 WORKER: contextvars.ContextVar[Worker | None] = contextvars.ContextVar("stepline_worker", default=None)
 
@@ -92,6 +105,14 @@ def install_task_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
 
 
 def workflow_id() -> str | None:
-    """The ID of the workflow whose code is running, or None outside workflows."""
+    """The ID of the workflow whose code (or step) is running, or None outside workflows."""
     scope = SCOPE.get()
-    return scope.execution.workflow_id if scope is not None else None
+    if scope is not None:
+        return scope.execution.workflow_id
+    step = STEP.get()
+    return step.workflow_id if step is not None else None
+
+
+def current_step() -> StepContext | None:
+    """Inside a step body: its workflow ID, step ID, name and attempt. None elsewhere."""
+    return STEP.get()

@@ -14,7 +14,7 @@ import logging
 from typing import Any, Protocol
 
 from worker_sdk import _serde, errors
-from worker_sdk._context import SCOPE, STEP_CODES, Scope
+from worker_sdk._context import SCOPE, STEP, STEP_CODES, Scope, StepContext
 from worker_sdk._definitions import StepDefinition, WorkflowDefinition
 from worker_sdk._messages import (
     Assignment,
@@ -184,6 +184,7 @@ async def run_step(
         await ex.link.lease_held()
         ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
         token = SCOPE.set(None)  # inside a step body, steps are plain calls
+        step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))
         try:
             if defn.is_coroutine:
                 value = await defn.fn(*args, **kwargs)
@@ -193,6 +194,7 @@ async def run_step(
         except Exception as exc:
             failure = exc
         finally:
+            STEP.reset(step_token)
             SCOPE.reset(token)
         if failure is None:
             break

@@ -467,8 +467,9 @@ class StartWorkflowResult(_message.Message):
     """True when this request recorded the workflow."""
     @_builtins.property
     def workflow(self) -> _common_pb2.WorkflowInfo:
-        """The workflow as recorded. When created is true (or it was waiting for a worker) it
-        is assigned to the requesting worker, and its Assignment follows in the same frame.
+        """The workflow as recorded. When it was created by this request, or existed waiting
+        for a worker, it is assigned to the requesting worker: its Assignment comes before
+        this event. Otherwise it runs (or ran) elsewhere; wait for it with AwaitWorkflow.
         """
 
     @_builtins.property

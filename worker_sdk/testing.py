@@ -1,0 +1,133 @@
+"""An in-memory stand-in for the coordinator, for unit tests of workflow code.
+
+``InMemoryRecorder`` runs a workflow in the current event loop with the same step IDs,
+replay and non-determinism checks as a real worker, but records steps in a dict and
+acknowledges them at once. Runs with the same ``workflow_id`` replay what earlier runs
+recorded, and ``crash_after_steps`` stops a run the way a killed process would, so that
+recovery can be tested without a coordinator::
+
+    recorder = InMemoryRecorder()
+    with pytest.raises(Crashed):
+        await recorder.run(checkout, "o-1", ["a"], workflow_id="w", crash_after_steps=1)
+    assert await recorder.run(checkout, "o-1", ["a"], workflow_id="w") == {...}
+
+Nothing here is durable; it exists so that tests of user code need no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker_sdk import _serde, errors
+from worker_sdk._context import install_task_factory
+from worker_sdk._decorators import Workflow
+from worker_sdk._execution import Execution
+from worker_sdk._messages import Assignment, Outgoing, RecordedStep, StepResult, StepStart, WorkflowResult
+from worker_sdk._models import Payload, StepStatus
+
+__all__ = ["Crashed", "InMemoryRecorder", "RecordedRun"]
+
+
+class Crashed(Exception):
+    """A run was stopped by ``crash_after_steps``, like a process killed mid-workflow."""
+
+
+@dataclass
+class RecordedRun:
+    """What the recorder holds for one workflow ID."""
+
+    steps: dict[str, RecordedStep] = field(default_factory=dict)
+    executions: int = 0
+    # How many times each step body started, by step ID.
+    starts: dict[str, int] = field(default_factory=dict)
+
+
+class InMemoryRecorder:
+    def __init__(self) -> None:
+        self.runs: dict[str, RecordedRun] = {}
+
+    async def run(
+        self,
+        wf: Workflow[Any, Any],
+        /,
+        *args: Any,
+        workflow_id: str = "test-workflow",
+        crash_after_steps: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Runs (or replays) ``wf``; returns its result or raises its error."""
+        record = self.runs.setdefault(workflow_id, RecordedRun())
+        record.executions += 1
+        assignment = Assignment(
+            workflow_id,
+            wf.name,
+            record.executions,
+            Payload(_serde.encode_input(args, kwargs, "input")),
+            tuple(record.steps.values()),
+            record.executions - 1,
+        )
+        loop = asyncio.get_running_loop()
+        uninstall = install_task_factory(loop)
+        link = _Link(record, crash_after_steps)
+        execution = Execution(assignment, wf.definition, link)
+        link.execution = execution
+        try:
+            execution.task = loop.create_task(execution.run(), context=contextvars.Context())
+            try:
+                await execution.task
+            except asyncio.CancelledError:
+                if link.crashed:
+                    raise Crashed(f"stopped after {crash_after_steps} recorded steps") from None
+                raise
+        finally:
+            uninstall()
+        result = execution.result
+        assert result is not None
+        if result.error is not None:
+            raise _serde.rebuild(result.error)
+        assert result.output is not None
+        return _serde.decode(result.output)
+
+
+class _Link:
+    max_payload_bytes: int | None = 1 << 20
+
+    def __init__(self, record: RecordedRun, crash_after_steps: int | None) -> None:
+        self.record = record
+        self.crash_after = crash_after_steps
+        self.recorded_here = 0
+        self.crashed = False
+        self.execution: Execution | None = None
+
+    def send(self, event: Outgoing) -> None:
+        if self.crashed:
+            return
+        ex = self.execution
+        assert ex is not None
+        if isinstance(event, StepStart):
+            r = self.record
+            r.starts[event.step_id] = r.starts.get(event.step_id, 0) + 1
+            r.steps[event.step_id] = RecordedStep(
+                event.step_id, event.step_name, StepStatus.RUNNING, None, None, event.attempt
+            )
+        elif isinstance(event, StepResult):
+            status = StepStatus.FAILED if event.error is not None else StepStatus.SUCCEEDED
+            output = Payload(event.output) if event.output is not None else None
+            self.record.steps[event.step_id] = RecordedStep(
+                event.step_id, event.step_name, status, output, event.error, event.attempt
+            )
+            self.recorded_here += 1
+            if self.crash_after is not None and self.recorded_here >= self.crash_after:
+                self.crashed = True  # recorded, but the workflow never hears of it
+                assert ex.task is not None
+                ex.task.cancel()
+                return
+            asyncio.get_running_loop().call_soon(ex.step_acked, event.step_id)
+        elif not isinstance(event, WorkflowResult):
+            raise errors.SteplineError(f"the in-memory recorder does not support {type(event).__name__}")
+
+    async def lease_held(self) -> None:
+        return None
