@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv.insert(0, "serve")
     args = parser.parse_args(argv)
     settings = config.load(args)
+    # The embedded PostgreSQL is driven through subprocesses; gRPC's fork handlers are not
+    # needed for fork+exec and only log noise.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,12 +1,17 @@
 """The checkout example: concurrent steps with asyncio.gather, then a charge.
 
-Run a coordinator (``stepline serve``), then ``python examples/checkout.py``.
+With a coordinator running (``stepline serve``):
+
+    python examples/checkout.py          # run it in this process, then start one by name
+    python examples/checkout.py serve    # be a worker for it until Ctrl-C
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 
 from worker_sdk import Client, Worker, step, workflow
 
@@ -41,5 +46,13 @@ async def main(address: str) -> None:
         await client.close()
 
 
+async def serve(address: str) -> None:
+    async with Worker(address, workflows=[checkout]) as worker:
+        print(f"worker ready {worker.worker_id}", flush=True)
+        await worker.serve_forever()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(os.environ.get("STEPLINE_ADDRESS", "127.0.0.1:7420")))
+    address = os.environ.get("STEPLINE_ADDRESS", "127.0.0.1:7420")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(address) if sys.argv[1:] == ["serve"] else main(address))

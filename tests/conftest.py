@@ -18,6 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+# Subprocesses (the embedded PostgreSQL's tools) need no gRPC fork handlers.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from coordinator.store import migrations
 from coordinator.store.database import Database
 

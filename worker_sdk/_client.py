@@ -90,7 +90,7 @@ class Client:
 
     async def iter_workflows(self, **filters: Any) -> AsyncIterator[WorkflowInfo]:
         """Every workflow matching the filters of ``list_workflows``, page by page."""
-        token = ""
+        token = filters.pop("page_token", "")
         while True:
             page, token = await self.list_workflows(page_token=token, **filters)
             for info in page:

@@ -54,6 +54,8 @@ class Scope:
 # The scope of the running task; None outside workflows and inside step bodies (a step
 # called from a step body runs as a plain function call).
 SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("stepline_scope", default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """What a step body can know about itself (see ``current_step``)."""

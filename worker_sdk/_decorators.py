@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from worker_sdk import errors
 from worker_sdk._context import SCOPE, WORKER
@@ -113,28 +113,35 @@ def workflow(
     return decorate(fn) if fn is not None else decorate
 
 
+class StepDecorator(Protocol):
+    """What ``step(...)`` with arguments returns: a decorator for async or plain functions."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Step[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+
+
 @overload
 def step(fn: Callable[P, Awaitable[R]], /) -> Step[P, R]: ...
 @overload
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
+def step(*, name: str | None = None, retry: RetryPolicy | None = None) -> StepDecorator: ...
 def step(
-    *, name: str | None = None, retry: RetryPolicy | None = None
-) -> Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Step[P, R]]: ...
-def step(
-    fn: Callable[P, Awaitable[R]] | Callable[P, R] | None = None,
+    fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
-) -> Step[P, R] | Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Step[P, R]]:
+) -> Step[Any, Any] | StepDecorator:
     """Declares a step. Its name defaults to the function's ``__qualname__``.
 
     Async functions run on the event loop; plain functions run in a thread. Without a
     ``retry`` policy a failing step is not retried.
     """
 
-    def decorate(f: Callable[P, Awaitable[R]] | Callable[P, R]) -> Step[P, R]:
+    def decorate(f: Callable[..., Any]) -> Step[Any, Any]:
         return Step(f, name or f.__qualname__, retry)
 
     return decorate(fn) if fn is not None else decorate

@@ -136,7 +136,9 @@ async def test_a_recorded_id_under_another_name_is_a_nondeterminism_error() -> N
         alpha.name,
         beta.name,
     )
-    assert "'1'" in str(caught.value) and "alpha" in str(caught.value) and "beta" in str(caught.value)
+    assert "'1'" in str(caught.value)
+    assert "alpha" in str(caught.value)
+    assert "beta" in str(caught.value)
 
 
 @workflow()

@@ -1,0 +1,99 @@
+"""Starting the coordinator and workers as real processes, and waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition"
+) -> T:
+    """Polls ``check`` until it returns something truthy, or fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Process:
+    """A child process with its output in a log file."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def kill(self) -> None:
+        """SIGKILL, and wait until it is gone."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit within ``timeout``."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                await self.kill()
+        return self.proc.returncode or 0
+
+
+async def spawn(args: list[str], log: Path, env: dict[str, str], ready: str) -> tuple[Process, str]:
+    """Starts ``python args...`` and waits for a stdout line containing ``ready``; returns it."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "GRPC_VERBOSITY": "ERROR", **env}
+    with log.open("ab") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=ROOT, env=full_env, stdout=asyncio.subprocess.PIPE, stderr=err
+        )
+    assert proc.stdout is not None
+    try:
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            if not line:
+                raise AssertionError(f"{args} exited before it was ready; its output is in {log}")
+            if ready in line:
+                return Process(proc, log), line.strip()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+
+
+async def start_coordinator(database_url: str, log: Path, **settings: str) -> tuple[Process, str]:
+    """A coordinator on a free port; returns it and its address."""
+    args = ["-m", "coordinator", "serve", "--port", "0", "--database-url", database_url]
+    for key, value in settings.items():
+        args += ["--" + key.replace("_", "-"), value]
+    process, line = await spawn(args, log, {}, "listening on")
+    return process, line.rsplit(" ", 1)[-1]
+
+
+async def start_worker(address: str, log: Path, **env: str) -> Process:
+    """A worker process serving tests/e2e/programs/flows.py."""
+    process, _ = await spawn(
+        ["-m", "tests.e2e.programs.worker"], log, {"STEPLINE_ADDRESS": address, **env}, "worker ready"
+    )
+    return process
