@@ -21,6 +21,7 @@ from coordinator.models import (
     AbandonReason,
     Assignment,
     CoordinatorEvent,
+    Drain,
     ErrorInfo,
     ExecutionRef,
     Heartbeat,
@@ -230,6 +231,8 @@ def worker_events(
                 out.append(Heartbeat(ev.heartbeat.sequence))
             elif kind == "release":
                 out.append(Release(_wid(ev.release.workflow_id), ev.release.epoch))
+            elif kind == "drain":
+                out.append(Drain())
             elif kind == "register":
                 raise InvalidArgument("Register may only be the first event of a stream")
             # Unknown kinds (a newer SDK) are ignored, as the protocol promises.

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from coordinator.errors import Unavailable
 from coordinator.models import Assignment, StepRecord, WorkflowRecord, WorkflowStatus
 from coordinator.sessions import Session, Sessions
+from coordinator.stats import Stats
 from coordinator.store import steps, workflows
 from coordinator.store.database import Connection, Database
 from coordinator.waiters import Waiters
@@ -41,9 +42,10 @@ async def load_history(conn: Connection, records: list[WorkflowRecord]) -> dict[
 
 class Dispatcher:
     def __init__(
-        self, db: Database, sessions: Sessions, waiters: Waiters, max_recovery_attempts: int
+        self, db: Database, sessions: Sessions, waiters: Waiters, max_recovery_attempts: int, stats: Stats
     ) -> None:
         self._db = db
+        self._stats = stats
         self._sessions = sessions
         self._waiters = waiters
         self._max_recovery_attempts = max_recovery_attempts
@@ -129,8 +131,12 @@ class Dispatcher:
                 log.warning(
                     "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
                 )
+                self._stats.poisoned += 1
                 self._waiters.notify(record.workflow_id)
-            elif self._sessions.is_current(session):
+                continue
+            if record.epoch > 1:
+                self._stats.recoveries += 1
+            if self._sessions.is_current(session):
                 session.held[record.workflow_id] = record.epoch
                 session.send(assignment(record, history.get(record.seq, [])))
             else:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 
 from coordinator.config import Settings
@@ -19,6 +20,7 @@ from coordinator.errors import FailedPrecondition, NotFound, Unavailable
 from coordinator.models import (
     Abandon,
     AbandonReason,
+    Drain,
     Heartbeat,
     HeartbeatAck,
     Registered,
@@ -36,7 +38,8 @@ from coordinator.models import (
 from coordinator.recorder import Recorder
 from coordinator.sessions import Session, Sessions
 from coordinator.starts import Starter
-from coordinator.store import steps, workflows
+from coordinator.stats import Stats
+from coordinator.store import leases, steps, workflows
 from coordinator.store.database import Database
 from coordinator.waiters import Waiters
 
@@ -50,11 +53,15 @@ class Engine:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.coordinator_id = uuid.uuid4().hex
+        self.stats = Stats()
         self.sessions = Sessions()
         self.waiters = Waiters()
-        self.dispatcher = Dispatcher(db, self.sessions, self.waiters, settings.max_recovery_attempts)
+        self.dispatcher = Dispatcher(
+            db, self.sessions, self.waiters, settings.max_recovery_attempts, self.stats
+        )
         self.starter = Starter(db, self.sessions, self.dispatcher, settings.max_recovery_attempts)
-        self.recorder = Recorder(db, self.sessions, self.dispatcher, self.waiters)
+        self.recorder = Recorder(db, self.sessions, self.dispatcher, self.waiters, self.stats)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -63,7 +70,7 @@ class Engine:
         self.starter.batcher.start()
         self.recorder.batcher.start()
         self._tasks.append(asyncio.create_task(self._watch_leases(), name="lease-watchdog"))
-        self._tasks.append(asyncio.create_task(self._release_orphans_later(), name="orphans"))
+        self._tasks.append(asyncio.create_task(self._keep_leases(), name="db-leases"))
 
     async def stop(self) -> None:
         for session in self.sessions:
@@ -75,6 +82,7 @@ class Engine:
         await self.starter.batcher.stop()
         await self.recorder.batcher.stop()
         self.waiters.notify_all()
+        log.info("coordinator stats: %s", self.stats.as_dict())
 
     # --- client-facing ------------------------------------------------------------------
 
@@ -126,6 +134,9 @@ class Engine:
             async with self.db.transaction() as conn:
                 released = await workflows.release(conn, session.worker_id, keep=list(held))
                 reattached = await workflows.reattach(conn, session.worker_id, list(held.items()))
+                await leases.take(
+                    conn, session.worker_id, self.coordinator_id, session.session_id, self._db_lease_seconds
+                )
             previous = self.sessions.put(session)
         if previous is not None:
             previous.close("replaced by a new session of the same worker")
@@ -169,8 +180,10 @@ class Engine:
             )
             while True:
                 try:
-                    async with self.db.connection() as conn:
-                        released = await workflows.release(conn, session.worker_id)
+                    async with self.db.transaction() as conn:
+                        # A draining worker hands its executions back on purpose.
+                        released = await workflows.release(conn, session.worker_id, handoff=session.draining)
+                        await leases.drop(conn, session.worker_id, session.session_id)
                     break
                 except Unavailable:
                     await asyncio.sleep(delay)
@@ -198,11 +211,16 @@ class Engine:
                 task = asyncio.create_task(self._release(session, ev))  # type: ignore[arg-type]
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+            elif kind is Drain:
+                log.info("worker %s is draining", session.worker_id)
+                session.draining = True
 
     async def _release(self, session: Session, ev: Release) -> None:
         try:
             async with self.db.connection() as conn:
-                name = await workflows.release_one(conn, ev.workflow_id, ev.epoch, session.worker_id)
+                name = await workflows.release_one(
+                    conn, ev.workflow_id, ev.epoch, session.worker_id, handoff=True
+                )
         except Unavailable:
             return  # the lease ends it anyway
         if session.held.get(ev.workflow_id) == ev.epoch:
@@ -217,22 +235,40 @@ class Engine:
             await asyncio.sleep(min(lease / 10, 0.25))
             now = time.monotonic()
             for session in self.sessions:
-                if now - session.last_seen > lease:
+                if now - session.last_seen > lease and not session.closed.is_set():
                     log.warning("worker %s silent for %.1f s: lease expired", session.worker_id, lease)
+                    self.stats.leases_expired += 1
                     session.close("lease expired")
 
-    async def _release_orphans_later(self) -> None:
-        """After a restart: executions of workers that did not come back within a lease."""
-        await asyncio.sleep(self.settings.lease_ms / 1000)
-        delay = 0.05
+    @property
+    def _db_lease_seconds(self) -> float:
+        # The database lease only matters when a coordinator dies; it can be coarse.
+        return 2 * self.settings.lease_ms / 1000
+
+    async def _keep_leases(self) -> None:
+        """Renews this coordinator's workers' leases in PostgreSQL, a few times per lease,
+        and releases executions of workers whose lease ran out (their coordinator died).
+
+        The first sweep waits one lease, so that workers of a coordinator that just
+        restarted can reconnect and re-attach their executions first.
+        """
+        lease = self.settings.lease_ms / 1000
+        next_sweep = time.monotonic() + lease
+        first = True
         while True:
+            await asyncio.sleep(lease / 3)
+            connected = self.sessions.connected_ids()
             try:
                 async with self.db.connection() as conn:
-                    names = await workflows.release_orphans(conn, self.sessions.connected_ids())
-                break
+                    if connected:
+                        await leases.renew(conn, self.coordinator_id, connected, self._db_lease_seconds)
+                    if time.monotonic() < next_sweep:
+                        continue
+                    names = await leases.release_expired(conn, connected, unleased=first)
             except Unavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        if names:
-            log.info("released %d executions of workers that did not reconnect", len(names))
-        self.dispatcher.mark_ready(names)
+                continue
+            first = False
+            next_sweep = time.monotonic() + lease
+            if names:
+                log.info("released %d executions of workers whose lease expired", len(names))
+                self.dispatcher.mark_ready(names)

@@ -169,6 +169,11 @@ class Release:
     epoch: int
 
 
+@dataclass(frozen=True, slots=True)
+class Drain:
+    pass
+
+
 # --- coordinator -> worker ------------------------------------------------------------
 
 
@@ -237,7 +242,7 @@ class Rejected:
     message: str
 
 
-WorkerEvent = StepStart | StepResult | WorkflowResult | StartRequest | Heartbeat | Release
+WorkerEvent = StepStart | StepResult | WorkflowResult | StartRequest | Heartbeat | Release | Drain
 CoordinatorEvent = (
     Registered | HeartbeatAck | Assignment | StartResult | StepAck | WorkflowAck | Abandon | Rejected
 )

@@ -9,6 +9,7 @@ told to Abandon, a name clash is Rejected.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,11 +31,14 @@ from coordinator.models import (
     WorkflowStatus,
 )
 from coordinator.sessions import Session, Sessions
+from coordinator.stats import Stats
 from coordinator.store import steps, workflows
 from coordinator.store.database import Database
 from coordinator.store.steps import StepWrite
 from coordinator.store.workflows import Outcome
 from coordinator.waiters import Waiters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -55,8 +59,11 @@ Pending = PendingStep | PendingOutcome
 
 
 class Recorder:
-    def __init__(self, db: Database, sessions: Sessions, dispatcher: Dispatcher, waiters: Waiters) -> None:
+    def __init__(
+        self, db: Database, sessions: Sessions, dispatcher: Dispatcher, waiters: Waiters, stats: Stats
+    ) -> None:
         self._db = db
+        self._stats = stats
         self._sessions = sessions
         self._dispatcher = dispatcher
         self._waiters = waiters
@@ -150,6 +157,10 @@ class Recorder:
     def _abandon(
         self, session: Session, workflow_id: str, epoch: int, reason: AbandonReason, msg: str
     ) -> None:
+        self._stats.stale_writes_rejected += 1
+        log.info(
+            "write refused: workflow %s epoch %d from %s: %s", workflow_id, epoch, session.worker_id, msg
+        )
         for s in {session, self._reply(session)}:
             if s.held.get(workflow_id) == epoch:
                 del s.held[workflow_id]

@@ -28,6 +28,8 @@ class Session:
         # workflow_id -> epoch of every execution this worker holds.
         self.held: dict[str, int] = {}
         self.last_seen = time.monotonic()
+        # Set by Drain: the worker is shutting down and takes no more work.
+        self.draining = False
         self.closed = asyncio.Event()
         self.close_reason = ""
         self._outbox: list[CoordinatorEvent] = []
@@ -38,10 +40,12 @@ class Session:
 
     @property
     def free_slots(self) -> int:
-        return self.capacity - len(self.held)
+        return 0 if self.draining else self.capacity - len(self.held)
 
     def send(self, event: CoordinatorEvent) -> None:
         """Queues an event; everything queued in one event-loop turn goes out as one frame."""
+        if self.closed.is_set():
+            return  # nobody reads it any more; the worker resends what matters
         self._outbox.append(event)
         self._wake.set()
 

@@ -120,11 +120,13 @@ async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> set[str]:
 # too often, mark it poison instead. `w.status` on the right-hand side is the old value:
 # a claimed RUNNING workflow is a recovery.
 _CLAIM_SET = """
-SET owner_id = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN NULL ELSE $2 END,
-    epoch = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN w.epoch ELSE w.epoch + 1 END,
-    status = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3
+SET owner_id = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
+                    THEN NULL ELSE $2 END,
+    epoch = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
+                 THEN w.epoch ELSE w.epoch + 1 END,
+    status = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'RUNNING' END,
-    error = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3
+    error = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
                  THEN jsonb_build_object(
                      'type', 'stepline.MaxRecoveryAttemptsExceeded',
                      'message', format('workflow %s was recovered %s times and lost its worker '
@@ -132,9 +134,12 @@ SET owner_id = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN
                                        w.recovery_attempts),
                      'traceback', '')
                  ELSE w.error END,
-    completed_at = CASE WHEN w.status = 'RUNNING' AND w.recovery_attempts >= $3 THEN now()
-                        ELSE w.completed_at END,
-    recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'RUNNING' THEN 1 ELSE 0 END,
+    completed_at = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
+                        THEN now() ELSE w.completed_at END,
+    -- A claim of a RUNNING workflow is a recovery, unless its worker handed it back.
+    recovery_attempts = w.recovery_attempts
+                        + CASE WHEN w.status = 'RUNNING' AND NOT w.handoff THEN 1 ELSE 0 END,
+    handoff = false,
     started_at = COALESCE(w.started_at, now()),
     updated_at = now()
 """
@@ -183,27 +188,34 @@ async def claim_ids(
 
 
 _RELEASE = """
-UPDATE workflows SET owner_id = NULL, updated_at = now()
+UPDATE workflows SET owner_id = NULL, handoff = $3, updated_at = now()
 WHERE owner_id = $1 AND status = 'RUNNING' AND NOT (workflow_id = ANY($2::text[]))
 RETURNING name
 """
 
 
-async def release(conn: Connection, owner_id: str, keep: Sequence[str] = ()) -> list[str]:
-    """Gives up every execution ``owner_id`` holds except ``keep``; returns their names."""
-    return [r[0] for r in await conn.fetch(_RELEASE, owner_id, list(keep))]
+async def release(
+    conn: Connection, owner_id: str, keep: Sequence[str] = (), *, handoff: bool = False
+) -> list[str]:
+    """Gives up every execution ``owner_id`` holds except ``keep``; returns their names.
+
+    ``handoff`` marks a graceful hand-back, which the next claim does not count as a recovery.
+    """
+    return [r[0] for r in await conn.fetch(_RELEASE, owner_id, list(keep), handoff)]
 
 
 _RELEASE_ONE = """
-UPDATE workflows SET owner_id = NULL, updated_at = now()
+UPDATE workflows SET owner_id = NULL, handoff = $4, updated_at = now()
 WHERE workflow_id = $1 AND epoch = $2 AND owner_id = $3 AND status = 'RUNNING'
 RETURNING name
 """
 
 
-async def release_one(conn: Connection, workflow_id: str, epoch: int, owner_id: str) -> str | None:
+async def release_one(
+    conn: Connection, workflow_id: str, epoch: int, owner_id: str, *, handoff: bool = False
+) -> str | None:
     """Gives up one execution if ``owner_id`` still holds it under ``epoch``; returns its name."""
-    name: str | None = await conn.fetchval(_RELEASE_ONE, workflow_id, epoch, owner_id)
+    name: str | None = await conn.fetchval(_RELEASE_ONE, workflow_id, epoch, owner_id, handoff)
     return name
 
 
@@ -221,18 +233,6 @@ async def reattach(conn: Connection, owner_id: str, held: Sequence[tuple[str, in
     """Gives ``owner_id`` back the executions it still runs whose epoch is still current."""
     result = await conn.fetch(_REATTACH, owner_id, [h[0] for h in held], [h[1] for h in held])
     return {r[0] for r in result}
-
-
-_RELEASE_ORPHANS = """
-UPDATE workflows SET owner_id = NULL, updated_at = now()
-WHERE owner_id IS NOT NULL AND status = 'RUNNING' AND NOT (owner_id = ANY($1::text[]))
-RETURNING name
-"""
-
-
-async def release_orphans(conn: Connection, connected: Sequence[str]) -> list[str]:
-    """Releases executions owned by workers that are not connected; returns their names."""
-    return [r[0] for r in await conn.fetch(_RELEASE_ORPHANS, list(connected))]
 
 
 _STATUS_NAMES = {s: s.value for s in WorkflowStatus}

@@ -113,6 +113,7 @@ class WorkerEvent(_message.Message):
     STEP_RESULT_FIELD_NUMBER: _builtins.int
     WORKFLOW_RESULT_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First event of every stream, and only then."""
@@ -139,7 +140,14 @@ class WorkerEvent(_message.Message):
 
     @_builtins.property
     def release(self) -> Global___ReleaseExecution:
-        """The worker gives an execution back (graceful shutdown)."""
+        """The worker gives an execution back (it cannot run it)."""
+
+    @_builtins.property
+    def drain(self) -> Global___Drain:
+        """The worker is shutting down: assign it nothing more. When its stream then closes,
+        its executions are handed to other workers at once and the hand-back is not counted
+        as a recovery.
+        """
 
     def __init__(
         self,
@@ -151,12 +159,13 @@ class WorkerEvent(_message.Message):
         step_result: Global___StepResult | None = ...,
         workflow_result: Global___WorkflowResult | None = ...,
         release: Global___ReleaseExecution | None = ...,
+        drain: Global___Drain | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release", "drain"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -772,6 +781,21 @@ class WorkflowAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkflowAck: _TypeAlias = WorkflowAck  # noqa: Y015
+
+@_typing.final
+class Drain(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drain: _TypeAlias = Drain  # noqa: Y015
 
 @_typing.final
 class ReleaseExecution(_message.Message):

@@ -1,0 +1,67 @@
+"""Statements about ``worker_leases``: coarse, database-held leases of connected workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from coordinator.store.database import Connection
+
+_TAKE = """
+INSERT INTO worker_leases (worker_id, coordinator_id, session_id, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+ON CONFLICT (worker_id) DO UPDATE
+SET coordinator_id = EXCLUDED.coordinator_id, session_id = EXCLUDED.session_id,
+    expires_at = EXCLUDED.expires_at, connected_at = now()
+"""
+
+
+async def take(
+    conn: Connection, worker_id: str, coordinator_id: str, session_id: str, seconds: float
+) -> None:
+    """Records that ``worker_id`` is connected to this coordinator through ``session_id``."""
+    await conn.execute(_TAKE, worker_id, coordinator_id, session_id, seconds)
+
+
+_RENEW = """
+UPDATE worker_leases SET expires_at = now() + make_interval(secs => $3)
+WHERE coordinator_id = $1 AND worker_id = ANY($2::text[])
+"""
+
+
+async def renew(conn: Connection, coordinator_id: str, worker_ids: Sequence[str], seconds: float) -> None:
+    """Extends the leases of all of this coordinator's workers, in one statement."""
+    await conn.execute(_RENEW, coordinator_id, list(worker_ids), seconds)
+
+
+_DROP = "DELETE FROM worker_leases WHERE worker_id = $1 AND session_id = $2"
+
+
+async def drop(conn: Connection, worker_id: str, session_id: str) -> None:
+    """Forgets a session's lease (only that session's: a newer one may have taken it over)."""
+    await conn.execute(_DROP, worker_id, session_id)
+
+
+_RELEASE_EXPIRED = """
+WITH gone AS (
+    -- Leases that ran out, except those of workers connected here (renewed just before).
+    DELETE FROM worker_leases
+    WHERE expires_at < now() AND NOT (worker_id = ANY($1::text[]))
+    RETURNING worker_id
+)
+UPDATE workflows SET owner_id = NULL, updated_at = now()
+WHERE status = 'RUNNING' AND owner_id IS NOT NULL
+  AND (owner_id IN (SELECT worker_id FROM gone)
+       -- Owners with no lease at all: their coordinator died before it could record one,
+       -- or dropped it without releasing. Only looked for when asked (at start-up).
+       OR ($2 AND NOT (owner_id = ANY($1::text[]))
+              AND NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker_id = owner_id)))
+RETURNING name
+"""
+
+
+async def release_expired(conn: Connection, connected: Sequence[str], *, unleased: bool) -> list[str]:
+    """Releases executions of workers whose lease expired; returns their workflow names.
+
+    With ``unleased``, also those of owners that have no lease row at all.
+    """
+    return [r[0] for r in await conn.fetch(_RELEASE_EXPIRED, list(connected), unleased)]
