@@ -40,6 +40,15 @@ class Link(Protocol):
     async def lease_held(self) -> None:
         """Returns when this worker may start step bodies (its lease is current)."""
 
+    def body_started(self) -> None:
+        """A step body is about to run."""
+
+    def body_finished(self) -> None:
+        """A step body has returned or raised."""
+
+    def progressed(self) -> None:
+        """An acknowledgement arrived (shutdown waits for them)."""
+
 
 class Abandoned(errors.SteplineError):
     """The execution was taken away from this worker; its result comes from elsewhere."""
@@ -100,6 +109,12 @@ class Execution:
         future = self._acks.pop(step_id, None)
         if future is not None and not future.done():
             future.set_result(None)
+        self.link.progressed()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing of this execution waits for the coordinator's acknowledgement."""
+        return not self.unacked and (self.result is None or self.outcome.done())
 
     def workflow_acked(self, status: WorkflowStatus) -> None:
         if self.result is not None and not self.outcome.done():
@@ -185,6 +200,7 @@ async def run_step(
         ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
         token = SCOPE.set(None)  # inside a step body, steps are plain calls
         step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))
+        ex.link.body_started()
         try:
             if defn.is_coroutine:
                 value = await defn.fn(*args, **kwargs)
@@ -194,6 +210,7 @@ async def run_step(
         except Exception as exc:
             failure = exc
         finally:
+            ex.link.body_finished()
             STEP.reset(step_token)
             SCOPE.reset(token)
         if failure is None:

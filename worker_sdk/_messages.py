@@ -64,7 +64,12 @@ class Release:
     epoch: int
 
 
-Outgoing = Register | Heartbeat | StartWorkflow | StepStart | StepResult | WorkflowResult | Release
+@dataclass(frozen=True, slots=True)
+class Drain:
+    pass
+
+
+Outgoing = Register | Heartbeat | StartWorkflow | StepStart | StepResult | WorkflowResult | Release | Drain
 
 # --- coordinator -> worker ------------------------------------------------------------
 

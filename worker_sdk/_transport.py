@@ -20,6 +20,7 @@ from worker_sdk import _serde, errors
 from worker_sdk._messages import (
     Abandon,
     Assignment,
+    Drain,
     Heartbeat,
     HeartbeatAck,
     Incoming,
@@ -220,6 +221,8 @@ def _other_event(target: wpb.WorkerEvent, ev: Outgoing) -> None:
         s.input.encoding = "json"
     elif isinstance(ev, Release):
         target.release.workflow_id, target.release.epoch = ev.workflow_id, ev.epoch
+    elif isinstance(ev, Drain):
+        target.drain.SetInParent()
     elif isinstance(ev, Register):
         r = target.register
         r.worker_id, r.capacity = ev.worker_id, ev.capacity

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import secrets
+import signal
 import socket
 import time
 import uuid
@@ -28,6 +29,7 @@ from worker_sdk._execution import Abandoned, Execution
 from worker_sdk._messages import (
     Abandon,
     Assignment,
+    Drain,
     Heartbeat,
     HeartbeatAck,
     Incoming,
@@ -69,6 +71,7 @@ class Worker:
         capacity: int = 100,
         api_key: str | None = None,
         connect_timeout: float = 30.0,
+        shutdown_grace: float = 10.0,
     ) -> None:
         self._definitions: dict[str, WorkflowDefinition] = {}
         for w in workflows:
@@ -91,6 +94,10 @@ class Worker:
         self.max_payload_bytes: int | None = None
         self._api_key = _transport.api_key_or_env(api_key)
         self._connect_timeout = connect_timeout
+        self.shutdown_grace = shutdown_grace
+        self._draining = False
+        self._bodies_running = 0
+        self._progress = asyncio.Event()
         self._executions: dict[str, Execution] = {}
         self._starts: dict[str, tuple[StartWorkflow, asyncio.Future[StartResult]]] = {}
         self._outbox: list[Outgoing] = []
@@ -142,8 +149,25 @@ class Worker:
             await self.stop()
             raise self._fatal
 
-    async def stop(self) -> None:
-        """Disconnects. Running executions stop here and resume on another worker."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Shuts down gracefully, then disconnects.
+
+        The worker takes no more work and starts no more step bodies; step bodies already
+        running get up to ``grace`` seconds (default ``shutdown_grace``) to finish and have
+        their results made durable. Then the stream closes and the coordinator hands the
+        executions to other workers at once, where they resume from their last recorded
+        step.
+        """
+        if self._stopping:
+            return
+        self._draining = True
+        if self._registered.is_set() and self._fatal is None:
+            self.send(Drain())
+            grace = self.shutdown_grace if grace is None else grace
+            try:
+                await asyncio.wait_for(self._settle(), grace)
+            except TimeoutError:
+                log.warning("worker %s: in-flight steps did not finish within %.1f s", self.worker_id, grace)
         self._stopping = True
         for ex in list(self._executions.values()):
             if ex.task is not None:
@@ -159,8 +183,30 @@ class Worker:
         self._uninstall()
 
     async def serve_forever(self) -> None:
-        """Serves assignments until cancelled."""
-        await asyncio.Event().wait()
+        """Serves assignments until SIGTERM or SIGINT (or cancellation).
+
+        Leave the ``async with`` block afterwards and the worker shuts down gracefully.
+        """
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signal support: run until cancelled
+        try:
+            await stop.wait()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    async def _settle(self) -> None:
+        """Returns when no step body runs and every result sent is acknowledged."""
+        while self._bodies_running or not all(ex.settled for ex in self._executions.values()):
+            self._progress.clear()
+            await self._progress.wait()
 
     # --- direct calls -----------------------------------------------------------------
 
@@ -210,9 +256,19 @@ class Worker:
         never runs past the coordinator's own view of the lease: a worker cut off from the
         coordinator stops starting step bodies before its work can be handed to another.
         """
-        while time.monotonic() >= self._lease_deadline:
+        while self._draining or time.monotonic() >= self._lease_deadline:
             self._lease_renewed.clear()
             await self._lease_renewed.wait()
+
+    def body_started(self) -> None:
+        self._bodies_running += 1
+
+    def body_finished(self) -> None:
+        self._bodies_running -= 1
+        self._progress.set()
+
+    def progressed(self) -> None:
+        self._progress.set()
 
     def _renew_lease(self, sent_at: float) -> None:
         deadline = sent_at + self._lease
@@ -322,6 +378,7 @@ class Worker:
             if ex is not None and ex.epoch == ev.epoch:
                 del self._executions[ev.workflow_id]
                 ex.workflow_acked(ev.status)
+                self._progress.set()
         elif isinstance(ev, StartResult):
             pending = self._starts.pop(ev.request_id, None)
             if pending is not None and not pending[1].done():
@@ -331,6 +388,7 @@ class Worker:
             if ex is not None and ex.epoch == ev.epoch:
                 del self._executions[ev.workflow_id]
                 ex.abandon(f"{ev.reason}: {ev.message}")
+                self._progress.set()
         elif isinstance(ev, Rejected):
             ex = self._executions.get(ev.workflow_id)
             if ex is not None and ex.epoch == ev.epoch:

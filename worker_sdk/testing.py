@@ -131,3 +131,12 @@ class _Link:
 
     async def lease_held(self) -> None:
         return None
+
+    def body_started(self) -> None:
+        pass
+
+    def body_finished(self) -> None:
+        pass
+
+    def progressed(self) -> None:
+        pass

@@ -136,9 +136,11 @@ SET owner_id = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_a
                  ELSE w.error END,
     completed_at = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
                         THEN now() ELSE w.completed_at END,
-    -- A claim of a RUNNING workflow is a recovery, unless its worker handed it back.
+    -- A claim of a RUNNING workflow is a recovery, unless its worker handed it back (or
+    -- the workflow is given up instead).
     recovery_attempts = w.recovery_attempts
-                        + CASE WHEN w.status = 'RUNNING' AND NOT w.handoff THEN 1 ELSE 0 END,
+                        + CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts < $3
+                               THEN 1 ELSE 0 END,
     handoff = false,
     started_at = COALESCE(w.started_at, now()),
     updated_at = now()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.cluster import Cluster, RestartablePostgres
 from tests.e2e.processes import Process, start_coordinator, start_worker
 from worker_sdk import Client
 
@@ -47,3 +49,30 @@ async def worker(address: str, tmp_path: Path) -> AsyncIterator[WorkerFactory]:
     yield start
     for process in started:
         await process.kill()
+
+
+@pytest.fixture(scope="session")
+def restartable_pg() -> Iterator[RestartablePostgres]:
+    """A PostgreSQL that tests may stop and start (always embedded, whatever the suite uses)."""
+    pg = RestartablePostgres(Path(tempfile.mkdtemp(prefix="stepline-restartable-pg-")))
+    yield pg
+    pg.cleanup()
+
+
+ClusterFactory = Callable[..., Awaitable[Cluster]]
+
+
+@pytest.fixture
+async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[ClusterFactory]:
+    """Makes a started Cluster; coordinator settings as keyword arguments (lease_ms="1000")."""
+    made: list[Cluster] = []
+
+    async def make(database: str | None = None, **settings: str) -> Cluster:
+        c = Cluster(tmp_path, database or database_url, **settings)
+        made.append(c)
+        await c.start_coordinator()
+        return c
+
+    yield make
+    for c in made:
+        await c.close()

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,12 +30,45 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class Effect:
+    """One step body that ran (a line written by tests/e2e/programs/flows.py)."""
+
+    workflow_id: str
+    step_id: str
+    worker: str
+    attempt: int
+    started: float
+    what: str
+
+
+def read_effects(path: Path) -> list[Effect]:
+    if not path.exists():
+        return []
+    effects = []
+    for line in path.read_text().splitlines():
+        w, s, worker, attempt, started, what = line.split("\t")
+        effects.append(Effect(w, s, worker, int(attempt), float(started), what))
+    return effects
+
+
 class Process:
     """A child process with its output in a log file."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path, ready_line: str = "") -> None:
         self.proc = proc
         self.log = log
+        self.ready_line = ready_line
+        self.name = ""
+
+    @property
+    def worker_id(self) -> str:
+        """For a worker: the ID it printed when it was ready."""
+        return self.ready_line.rsplit(" ", 1)[-1]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
 
     @property
     def pid(self) -> int:
@@ -74,7 +108,7 @@ async def spawn(args: list[str], log: Path, env: dict[str, str], ready: str) -> 
             if not line:
                 raise AssertionError(f"{args} exited before it was ready; its output is in {log}")
             if ready in line:
-                return Process(proc, log), line.strip()
+                return Process(proc, log, line.strip()), line.strip()
     except BaseException:
         if proc.returncode is None:
             proc.kill()

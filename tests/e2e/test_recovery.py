@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import WorkerFactory
-from tests.e2e.processes import eventually
+from tests.e2e.processes import eventually, read_effects
 from worker_sdk import Client, StepStatus, WorkflowFailedError, WorkflowStatus
 
 
 def side_effects(path: Path) -> list[tuple[str, str, str]]:
     """(workflow_id, step_id, what) per step body that ran."""
-    if not path.exists():
-        return []
-    return [tuple(line.split("\t")) for line in path.read_text().splitlines()]  # type: ignore[misc]
+    return [(e.workflow_id, e.step_id, e.what) for e in read_effects(path)]
 
 
 async def succeeded(client: Client, workflow_id: str) -> int:

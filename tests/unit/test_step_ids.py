@@ -162,3 +162,35 @@ async def test_catching_the_nondeterminism_error_does_not_save_the_workflow() ->
 async def test_steps_outside_workflows_are_plain_calls() -> None:
     assert await plain(9) == 9
     assert current_step() is None
+
+
+class Declined(Exception):
+    pass
+
+
+@step()
+async def declines() -> None:
+    raise Declined("card declined")
+
+
+@step()
+async def after() -> str:
+    return "after"
+
+
+@workflow()
+async def handles_failure() -> str:
+    try:
+        await declines()
+    except Declined as exc:
+        return f"handled {exc}: " + await after()
+    return "unreachable"
+
+
+async def test_a_recorded_failure_replays_as_the_same_error_without_running_again() -> None:
+    recorder = InMemoryRecorder()
+    with pytest.raises(Crashed):
+        await recorder.run(handles_failure, workflow_id="f", crash_after_steps=1)
+    assert recorder.runs["f"].steps["1"].status.value == "FAILED"
+    assert await recorder.run(handles_failure, workflow_id="f") == "handled card declined: after"
+    assert recorder.runs["f"].starts == {"1": 1, "2": 1}

@@ -1,8 +1,9 @@
 """Workflows the e2e tests run in worker processes.
 
 Every step body appends one line to the file named by SIDE_EFFECTS before it returns, so
-tests can count how often each body really ran. STEP_DELAY slows steps down; VARIANT
-changes the code between runs.
+tests can count how often each body really ran, by which worker, when it started. Lines
+are tab-separated: workflow ID, step ID, worker name, attempt, start time, what.
+STEP_DELAY slows steps down; VARIANT changes the code between runs.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
+import time
 from typing import Any
 
-from worker_sdk import Workflow, current_step, step, workflow
+from worker_sdk import RetryPolicy, Workflow, current_step, step, workflow
 
 
-def effect(text: str) -> None:
+def effect(text: str, started: float | None = None) -> None:
     ctx = current_step()
     assert ctx is not None
-    line = f"{ctx.workflow_id}\t{ctx.step_id}\t{text}\n".encode()
+    worker = os.environ.get("WORKER_NAME", str(os.getpid()))
+    when = time.time() if started is None else started
+    line = f"{ctx.workflow_id}\t{ctx.step_id}\t{worker}\t{ctx.attempt}\t{when:.6f}\t{text}\n".encode()
     fd = os.open(os.environ["SIDE_EFFECTS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)  # one write with O_APPEND: whole lines, even across processes
@@ -32,8 +37,9 @@ def delay() -> float:
 
 @step()
 async def record(name: str) -> str:
+    started = time.time()
     await asyncio.sleep(delay())
-    effect(name)
+    effect(name, started)
     return f"{name}-done"
 
 
@@ -91,4 +97,78 @@ async def evolving() -> str:
     return first + await hang()
 
 
-ALL: list[Workflow[Any, Any]] = [twenty_steps, helpers_gather, helpers_task_group, evolving]
+@workflow()
+async def sequence(n: int) -> list[str]:
+    """n steps in a row, each STEP_DELAY long."""
+    return [await record(f"s{i}") for i in range(n)]
+
+
+@step()
+async def jittered(i: int) -> int:
+    started = time.time()
+    await asyncio.sleep(random.uniform(0.5, 1.5) * delay())
+    effect(f"j{i}", started)
+    return i * i
+
+
+@workflow()
+async def chaos(n: int) -> int:
+    """The chaos test's load: n steps, some concurrent, with random delays."""
+    total = sum([await jittered(i) for i in range(n // 2)])
+    total += sum(await asyncio.gather(*(jittered(i) for i in range(n // 2, n))))
+    return total
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3, initial_interval=float(os.environ.get("BACKOFF", "0.01")), non_retryable=(Fatal,)
+    )
+)
+async def flaky(succeed_on: int, fatal: bool = False) -> str:
+    ctx = current_step()
+    assert ctx is not None
+    effect(f"attempt {ctx.attempt}")
+    if fatal:
+        raise Fatal("no point retrying")
+    if ctx.attempt < succeed_on:
+        raise Flaky(f"attempt {ctx.attempt} failed")
+    return f"succeeded on attempt {ctx.attempt}"
+
+
+@workflow()
+async def retrying(succeed_on: int, fatal: bool = False) -> str:
+    try:
+        return await flaky(succeed_on, fatal)
+    except (Flaky, Fatal) as exc:
+        return f"gave up: {type(exc).__name__}: {exc}"
+
+
+@step()
+async def suicide() -> None:
+    effect("suicide")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@workflow()
+async def poison() -> None:
+    await suicide()
+
+
+ALL: list[Workflow[Any, Any]] = [
+    twenty_steps,
+    helpers_gather,
+    helpers_task_group,
+    evolving,
+    sequence,
+    chaos,
+    retrying,
+    poison,
+]

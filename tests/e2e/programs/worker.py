@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from tests.e2e.programs.flows import ALL
@@ -10,7 +11,9 @@ from worker_sdk import Worker
 
 
 async def main() -> None:
-    async with Worker(os.environ["STEPLINE_ADDRESS"], workflows=ALL) as worker:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    capacity = int(os.environ.get("CAPACITY", "100"))
+    async with Worker(os.environ["STEPLINE_ADDRESS"], workflows=ALL, capacity=capacity) as worker:
         print(f"worker ready {worker.worker_id}", flush=True)
         await worker.serve_forever()
 
