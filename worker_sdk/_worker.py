@@ -306,9 +306,22 @@ class Worker:
 
     async def _session(self, stream: _transport.WorkerStream) -> bool:
         """One stream, from Register to its end. Returns whether it registered."""
-        held = tuple((ex.workflow_id, ex.epoch) for ex in self._executions.values() if not ex.abandoned)
+        live = [ex for ex in self._executions.values() if not ex.abandoned]
+        register = Register(
+            self.worker_id,
+            tuple(self._definitions),
+            self.capacity,
+            tuple((ex.workflow_id, ex.epoch) for ex in live),
+        )
+        # Everything not yet acknowledged goes in the same frame, right after Register: the
+        # coordinator re-attaches what is still ours and then takes these results, and
+        # refuses (fenced by epoch) those of executions that were reassigned meanwhile.
+        resend: list[Outgoing] = [register]
+        for ex in live:
+            resend.extend(ex.pending_events())
+        resend.extend(request for request, _ in self._starts.values())
         sent_at = time.monotonic()
-        await stream.send([Register(self.worker_id, tuple(self._definitions), self.capacity, held)])
+        await stream.send(resend)
         first = await stream.receive()
         if not first or not isinstance(first[0], Registered):
             return False
@@ -317,13 +330,6 @@ class Worker:
         self._heartbeat_every = registered.heartbeat_interval_ms / 1000
         self.max_payload_bytes = registered.max_payload_bytes
         self._renew_lease(sent_at)
-        reattached = {workflow_id for workflow_id, _ in registered.reattached}
-        for ex in list(self._executions.values()):
-            if ex.workflow_id in reattached:
-                for event in ex.pending_events():
-                    self.send(event)
-        for request, _ in self._starts.values():
-            self.send(request)
         self._registered.set()
         log.info("worker %s registered (session %s)", self.worker_id, registered.session_id[:8])
         writer = asyncio.create_task(self._write(stream))
