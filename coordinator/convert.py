@@ -295,7 +295,8 @@ def coordinator_frame(events: list[CoordinatorEvent]) -> wpb.CoordinatorFrame:
         kind = type(ev)
         if kind is StepAck:
             a: StepAck = ev  # type: ignore[assignment]
-            add().step_ack.CopyFrom(wpb.StepAck(workflow_id=a.workflow_id, epoch=a.epoch, step_id=a.step_id))
+            ack = add().step_ack
+            ack.workflow_id, ack.epoch, ack.step_id = a.workflow_id, a.epoch, a.step_id
         elif kind is Assignment:
             add().assignment.CopyFrom(_assignment(ev))  # type: ignore[arg-type]
         else:

@@ -121,20 +121,18 @@ class Recorder:
         outcomes = [p.outcome for p in outcome_items]
         if writes and outcomes:
             async with self._db.transaction() as conn:
-                written = await steps.upsert(conn, writes)
+                refused = await steps.upsert(conn, writes)
                 completed = await workflows.complete(conn, outcomes)
         else:
             async with self._db.connection() as conn:
-                written = await steps.upsert(conn, writes) if writes else set()
+                refused = await steps.upsert(conn, writes) if writes else set()
                 completed = await workflows.complete(conn, outcomes) if outcomes else set()
-        refused = [k for k in step_items if k not in written]
-        if refused:
-            await self._answer_refused_steps({k: step_items[k] for k in refused})
-        for key in written:
-            item = step_items[key]
-            if item.ack:
+        for key, item in step_items.items():
+            if item.ack and key not in refused:
                 w = item.write
                 self._reply(item.session).send(StepAck(w.workflow_id, w.epoch, w.step_id))
+        if refused:
+            await self._answer_refused_steps({k: step_items[k] for k in refused})
         unfinished = [p for p in outcome_items if p.outcome.workflow_id not in completed]
         for p in outcome_items:
             if p.outcome.workflow_id in completed:

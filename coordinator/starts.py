@@ -86,7 +86,9 @@ class Starter:
                 )
             )
         claims: dict[Session, list[str]] = defaultdict(list)
-        async with self._db.transaction() as conn:
+        # No transaction around these: the insert is one statement, and what follows only
+        # reads committed rows or claims (each claim a statement of its own).
+        async with self._db.connection() as conn:
             inserted = {r.workflow_id: r for r in await workflows.insert(conn, new)}
             missing = [i for i in first if i not in inserted]
             existing = await workflows.get_many(conn, missing) if missing else {}

@@ -41,6 +41,8 @@ from worker_sdk._messages import (
     StartResult,
     StartWorkflow,
     StepAck,
+    StepResult,
+    StepStart,
     WorkflowAck,
 )
 from worker_sdk._models import ErrorInfo, WorkflowStatus
@@ -350,7 +352,7 @@ class Worker:
                 self._wake.clear()
                 await self._wake.wait()
             events, self._outbox = self._outbox, []
-            await stream.send(events)
+            await stream.send(_coalesce(events))
 
     async def _heartbeat(self) -> None:
         sequence = 0
@@ -418,6 +420,15 @@ class Worker:
         context.run(WORKER.set, self)
         execution.task = asyncio.get_running_loop().create_task(execution.run(), context=context)
         execution.task.add_done_callback(_report_crash)
+
+
+def _coalesce(events: list[Outgoing]) -> list[Outgoing]:
+    """Drops the StepStart of a step whose result leaves in the same frame: the result says
+    all the start would have, and the coordinator writes the step once instead of twice."""
+    finished = {(e.workflow_id, e.step_id) for e in events if type(e) is StepResult}
+    if not finished:
+        return events
+    return [e for e in events if type(e) is not StepStart or (e.workflow_id, e.step_id) not in finished]
 
 
 def _nothing() -> None:

@@ -63,7 +63,13 @@ written AS (
     WHERE s.status = 'RUNNING' AND s.name = EXCLUDED.name
     RETURNING s.workflow_seq, s.step_id
 )
-SELECT o.workflow_id, w.step_id FROM written w JOIN current_owner o ON o.seq = w.workflow_seq
+-- Only the writes that were not applied come back (usually none): the hot path decodes
+-- no result rows.
+SELECT b.workflow_id, b.step_id
+FROM batch b
+LEFT JOIN current_owner o ON o.workflow_id = b.workflow_id
+LEFT JOIN written w ON w.workflow_seq = o.seq AND w.step_id = b.step_id
+WHERE w.step_id IS NULL
 """
 
 
@@ -71,7 +77,7 @@ async def upsert(conn: Connection, writes: Sequence[StepWrite]) -> set[tuple[str
     """Writes the steps whose execution is current and whose record is not final.
 
     At most one write per (workflow, step) may be given. Returns the (workflow_id,
-    step_id) pairs written.
+    step_id) pairs *not* written (stale epoch or owner, final record, name clash).
     """
     result = await conn.fetch(
         _UPSERT,
