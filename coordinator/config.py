@@ -31,6 +31,8 @@ class Settings:
     """--max-recovery-attempts / STEPLINE_MAX_RECOVERY_ATTEMPTS: before a workflow is poison."""
     api_key: str | None = None
     """--api-key / STEPLINE_API_KEY: when set, every call must send "authorization: Bearer <key>"."""
+    retention_hours: float = 0.0
+    """--retention-hours / STEPLINE_RETENTION_HOURS: delete finished workflows this old; 0 keeps all."""
     pool_size: int = 8
     """--pool-size / STEPLINE_POOL_SIZE: PostgreSQL connections."""
     log_level: str = "INFO"
@@ -51,6 +53,7 @@ _ENV = {
     "max_payload_bytes": ("STEPLINE_MAX_PAYLOAD_BYTES", int),
     "max_recovery_attempts": ("STEPLINE_MAX_RECOVERY_ATTEMPTS", int),
     "api_key": ("STEPLINE_API_KEY", str),
+    "retention_hours": ("STEPLINE_RETENTION_HOURS", float),
     "pool_size": ("STEPLINE_POOL_SIZE", int),
     "log_level": ("STEPLINE_LOG_LEVEL", str),
 }
@@ -97,6 +100,7 @@ def _check(s: Settings) -> None:
             (s.max_payload_bytes >= 1024, "max payload must be at least 1024 bytes"),
             (s.max_recovery_attempts >= 1, "max recovery attempts must be at least 1"),
             (s.pool_size >= 2, "pool size must be at least 2"),
+            (s.retention_hours >= 0, "retention must not be negative"),
         )
         if not ok
     ]

@@ -39,7 +39,7 @@ from coordinator.recorder import Recorder
 from coordinator.sessions import Session, Sessions
 from coordinator.starts import Starter
 from coordinator.stats import Stats
-from coordinator.store import leases, steps, workflows
+from coordinator.store import leases, retention, steps, workflows
 from coordinator.store.database import Database
 from coordinator.waiters import Waiters
 
@@ -71,6 +71,8 @@ class Engine:
         self.recorder.batcher.start()
         self._tasks.append(asyncio.create_task(self._watch_leases(), name="lease-watchdog"))
         self._tasks.append(asyncio.create_task(self._keep_leases(), name="db-leases"))
+        if self.settings.retention_hours > 0:
+            self._tasks.append(asyncio.create_task(self._sweep_old(), name="retention"))
 
     async def stop(self) -> None:
         for session in self.sessions:
@@ -272,3 +274,24 @@ class Engine:
             if names:
                 log.info("released %d executions of workers whose lease expired", len(names))
                 self.dispatcher.mark_ready(names)
+
+    async def _sweep_old(self) -> None:
+        """Deletes finished workflows older than the retention, a thousand at a time.
+
+        Deleting in small batches keeps locks and WAL bursts short, so the hot path does
+        not notice; the tables stay the size of the retention window.
+        """
+        keep = self.settings.retention_hours * 3600
+        every = min(60.0, max(keep / 4, 0.05))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                while True:
+                    async with self.db.connection() as conn:
+                        deleted, deleted_steps = await retention.sweep(conn, keep, 1000)
+                    if deleted:
+                        log.info("retention: deleted %d workflows and %d steps", deleted, deleted_steps)
+                    if deleted < 1000:
+                        break
+            except Unavailable:
+                continue

@@ -173,3 +173,32 @@ async def test_list_workflows_filters_and_pages(address: str, client: Client) ->
     assert len(enqueued) == 6
     assert enqueued[0].input == {"args": ["o-0", []], "kwargs": {}}
     assert (await client.list_workflows(status=WorkflowStatus.SUCCEEDED))[0] == []
+
+
+async def test_finished_workflows_are_deleted_after_the_retention(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    from coordinator import server
+    from coordinator.config import Settings
+
+    running = await server.start(
+        Settings(port=0, database_url=database_url, pool_size=4, retention_hours=0.0002)  # 0.72 s
+    )
+    address = f"127.0.0.1:{running.port}"
+    try:
+        async with Client(address) as client, Worker(address, workflows=[checkout]):
+            done = await client.start_workflow("checkout", "o-8", ["h"], workflow_id="old")
+            await done.result(timeout=10)
+            waiting = await client.start_workflow("failing-checkout", "x", workflow_id="unfinished")
+
+            async def gone() -> bool:
+                return not await conn.fetchval("SELECT count(*) FROM workflows WHERE workflow_id = 'old'")
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await gone():
+                assert asyncio.get_running_loop().time() < deadline, "the finished workflow was never deleted"
+                await asyncio.sleep(0.05)
+            assert await conn.fetchval("SELECT count(*) FROM steps") == 0
+            assert await waiting.status() is WorkflowStatus.ENQUEUED, "unfinished workflows are kept"
+    finally:
+        await running.stop(grace=0)
