@@ -1,0 +1,154 @@
+"""``python -m bench``: Stepline and DBOS Transact side by side on one PostgreSQL.
+
+    python -m bench                 # the full benchmark; writes bench/RESULTS.md
+    python -m bench --quick         # tiny sizes (CI smoke), well under a minute
+    python -m bench --only a,b,d    # some workloads: a b c d e f rss
+    python -m bench --skip-dbos     # Stepline alone (DBOS is the `bench` extra)
+    python -m bench --with-10m      # (f) also at 10M recorded steps (takes minutes)
+    python -m bench --profile       # also py-spy the coordinator and worker during a (b) run
+    python -m bench --database-url postgresql://...   # instead of an embedded PostgreSQL
+
+Logs of every process, the marks files and profiles go to bench/out/run-<time>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from bench import dbos_side, machine, profiling, report
+from bench.postgres import Postgres
+from bench.processes import ROOT
+from bench.stepline_side import Stepline
+from bench.system import System
+from bench.workloads import FULL, ORDER, QUICK, TEN_MILLION, Bench
+
+log = logging.getLogger("bench")
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+OUT = ROOT / "bench" / "out"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--only", default=",".join(ORDER), help=f"workloads to run, of {','.join(ORDER)}")
+    parser.add_argument("--skip-dbos", action="store_true", help="run Stepline only")
+    parser.add_argument("--with-10m", action="store_true", help="(f) also with 10M recorded steps")
+    parser.add_argument("--profile", action="store_true", help="py-spy Stepline's processes during (b)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL to use (default: embedded)")
+    parser.add_argument("--results", type=Path, default=None, help="where to write the results (markdown)")
+    args = parser.parse_args(argv)
+    only = {w.strip() for w in args.only.split(",") if w.strip()}
+    unknown = only - set(ORDER)
+    if unknown:
+        parser.error(f"unknown workloads {', '.join(sorted(unknown))}; choose from {', '.join(ORDER)}")
+    args.only = only
+    if args.results is None:
+        if args.quick:
+            args.results = OUT / "RESULTS-quick.md"
+        elif only != set(ORDER):
+            args.results = OUT / "RESULTS-partial.md"
+        else:
+            args.results = RESULTS
+    return args
+
+
+async def run(args: argparse.Namespace) -> int:
+    sizes = QUICK if args.quick else FULL
+    if args.with_10m:
+        extra = 10 * sizes.fill_levels[0] if args.quick else TEN_MILLION
+        sizes = type(sizes)(**{**sizes.__dict__, "fill_levels": (*sizes.fill_levels, extra)})
+    started = datetime.datetime.now(datetime.UTC)
+    out_dir = OUT / f"run-{started:%Y%m%d-%H%M%S}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    load_before = machine.load_average()
+    results = report.Results()
+    with_dbos = not args.skip_dbos
+    if with_dbos and not dbos_side.available():
+        log.warning("dbos is not installed (pip install -e '.[bench]'): running Stepline only")
+        with_dbos = False
+    if not with_dbos:
+        results.details.append("DBOS was not run (--skip-dbos, or the dbos package is not installed).")
+
+    pg = await Postgres.start(args.database_url)
+    systems: list[System] = []
+    stepline: Stepline | None = None
+    try:
+        log.info("PostgreSQL at %s; output in %s", pg.admin_url, out_dir)
+        if with_dbos:
+            systems.append(await dbos_side.Dbos.start(pg, out_dir))
+        stepline = await Stepline.start(pg, out_dir)
+        systems.append(stepline)
+        await Bench(systems, sizes, pg, out_dir, results).run(args.only)
+        if args.profile:
+            results.profiles += await profile(
+                stepline, sizes.throughput_steps, 50 if args.quick else 2000, out_dir
+            )
+        described = await pg.describe()
+    finally:
+        for system in reversed(systems):
+            with contextlib.suppress(Exception):
+                await system.close()
+        await pg.stop()
+
+    text = report.markdown(
+        results,
+        machine=machine.describe(described),
+        command=shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
+        started=started,
+        load_before=load_before,
+        load_after=machine.load_average(),
+    )
+    print()
+    print(report.table(results))
+    print()
+    print(report.RATIO_LEGEND)
+    for line in results.details:
+        print(f"  {line}")
+    for section in results.profiles:
+        print()
+        print(section)
+    report.write(args.results, text)
+    print(f"\nwritten to {args.results}; logs in {out_dir}")
+    return 0
+
+
+async def profile(stepline: Stepline, steps: int, workflows: int, out_dir: Path) -> list[str]:
+    """py-spy on the coordinator and the worker during one run of workload (b)."""
+    log.info("profiling: %d workflows x %d steps under py-spy", workflows, steps)
+    recordings = {
+        role: await profiling.Recording.start(pid, out_dir / f"profile-{role}.txt", out_dir / "py-spy.log")
+        for role, pid in stepline.profile_targets().items()
+    }
+    await asyncio.sleep(1.0)  # py-spy attaches
+    seconds = await stepline.throughput(workflows, steps)
+    for recording in recordings.values():
+        await recording.stop()
+    total = workflows * steps
+    sections = [f"{total:,} steps in {seconds:.2f} s ({total / seconds:,.0f} steps/s under the profiler)."]
+    for role, recording in recordings.items():
+        if recording.output.exists():
+            sections.append(profiling.summarize(recording.output, role, total))
+        else:
+            sections.append(f"### {role}\n\npy-spy wrote no profile; see {out_dir / 'py-spy.log'}\n")
+    return sections
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="bench %(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse(sys.argv[1:])
+    try:
+        sys.exit(asyncio.run(run(args)))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""A DBOS Transact application process running the benchmark workflows in-process.
+
+    python -m bench.dbos_app --database-url URL --executor-id ID
+
+Launches DBOS (which recovers this executor's pending workflows), prints ``dbos ready``,
+then answers one JSON command per stdin line with one ``BENCH {json}`` stdout line.
+DBOS has no separate server: workflows run in the process that starts or recovers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+from bench import flows
+
+# Step bodies entered by bench.idle workflows, so that "in flight" can be waited for.
+_snoozing = 0
+_snoozing_target = 0
+_all_snoozing = asyncio.Event()
+
+
+@DBOS.step(name="noop")
+async def noop(i: int) -> int:
+    return await flows.noop_body(i)
+
+
+@DBOS.step(name="park")
+async def park(marks: str) -> str:
+    return await flows.park_body(marks)
+
+
+@DBOS.step(name="snooze")
+async def snooze(seconds: float) -> float:
+    global _snoozing
+    _snoozing += 1
+    if _snoozing >= _snoozing_target:
+        _all_snoozing.set()
+    return await flows.snooze_body(seconds)
+
+
+STEPS = flows.Steps(noop=noop, park=park, snooze=snooze)
+
+
+@DBOS.workflow(name="bench.sequential")
+async def sequential(n: int) -> list[float]:
+    return await flows.sequential(STEPS, n)
+
+
+@DBOS.workflow(name="bench.chain")
+async def chain(n: int) -> int:
+    return await flows.chain(STEPS, n)
+
+
+@DBOS.workflow(name="bench.fanout")
+async def fanout(n: int) -> float:
+    return await flows.fanout(STEPS, n)
+
+
+@DBOS.workflow(name="bench.resumable")
+async def resumable(n: int, marks: str) -> int:
+    return await flows.resumable(STEPS, n, marks)
+
+
+@DBOS.workflow(name="bench.idle")
+async def idle(seconds: float) -> float:
+    return await flows.idle(STEPS, seconds)
+
+
+# Started in the background and kept referenced until they end.
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _run_sequential(runs: int, steps: int) -> dict[str, Any]:
+    durations: list[float] = []
+    for _ in range(runs):
+        handle = await DBOS.start_workflow_async(sequential, steps)
+        result: list[float] = await handle.get_result()
+        durations += result
+    return {"durations": durations}
+
+
+async def _run_throughput(workflows: int, steps: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    handles = await asyncio.gather(*(DBOS.start_workflow_async(chain, steps) for _ in range(workflows)))
+    await asyncio.gather(*(h.get_result() for h in handles))
+    return {"seconds": time.perf_counter() - started}
+
+
+async def _run_fanout(steps: int) -> dict[str, Any]:
+    handle = await DBOS.start_workflow_async(fanout, steps)
+    seconds: float = await handle.get_result()
+    return {"seconds": seconds}
+
+
+async def _start_resumable(n: int, marks: str, workflow_id: str) -> dict[str, Any]:
+    with SetWorkflowID(workflow_id):
+        handle = await DBOS.start_workflow_async(resumable, n, marks)
+    task = asyncio.create_task(handle.get_result())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return {"workflow_id": workflow_id}
+
+
+async def _start_idle(count: int, seconds: float, timeout: float) -> dict[str, Any]:
+    global _snoozing_target
+    before = _snoozing
+    _snoozing_target = before + count
+    _all_snoozing.clear()
+    handles = []
+    for first in range(0, count, 500):
+        batch = min(500, count - first)
+        handles += await asyncio.gather(*(DBOS.start_workflow_async(idle, seconds) for _ in range(batch)))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_all_snoozing.wait(), timeout)
+    return {"started": len(handles), "in_flight": _snoozing - before}
+
+
+async def _answer(command: dict[str, Any]) -> dict[str, Any]:
+    kind = command["cmd"]
+    if kind == "sequential":
+        return await _run_sequential(command["runs"], command["steps"])
+    if kind == "throughput":
+        return await _run_throughput(command["workflows"], command["steps"])
+    if kind == "fanout":
+        return await _run_fanout(command["steps"])
+    if kind == "start_resumable":
+        return await _start_resumable(command["n"], command["marks"], command["workflow_id"])
+    if kind == "idle":
+        return await _start_idle(command["count"], command["seconds"], command["timeout"])
+    if kind == "ping":
+        return {}
+    raise ValueError(f"unknown command {kind!r}")
+
+
+async def serve(database_url: str, executor_id: str) -> None:
+    config: DBOSConfig = {
+        "name": "stepline-bench",
+        "system_database_url": database_url,
+        "executor_id": executor_id,
+        # Recovery re-enqueues a workflow on DBOS's internal queue, where any process of the
+        # same application version may dequeue it: one version per executor keeps the
+        # recovery workloads' workflows out of the main process (and the reverse).
+        "application_version": executor_id,
+        "log_level": "WARNING",
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    print("dbos ready", flush=True)
+    loop = asyncio.get_running_loop()
+    try:
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            try:
+                answer = {"ok": True, **await _answer(json.loads(line))}
+            except Exception as exc:
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            print("BENCH " + json.dumps(answer), flush=True)
+    finally:
+        DBOS.destroy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.dbos_app")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--executor-id", required=True)
+    args = parser.parse_args()
+    asyncio.run(serve(args.database_url, args.executor_id))
+
+
+if __name__ == "__main__":
+    main()

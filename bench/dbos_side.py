@@ -1,0 +1,163 @@
+"""DBOS Transact under benchmark: ``bench.dbos_app`` processes driven over stdin/stdout.
+
+DBOS is a library: a workflow runs in the process that starts it, and is recovered by a
+process of the same executor ID when that one launches again. There is no peer takeover
+without DBOS's control plane (Conductor), so its recovery workloads kill the process and
+start a new one: the restart is part of its recovery time.
+
+The workloads that start workflows run in one long-lived app process (executor
+``bench-main``); the recovery workloads use their own executor ID, so a restart there
+never recovers anything of the main process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import fill, resources
+from bench.postgres import Postgres
+from bench.processes import Child, spawn
+from bench.resources import PidSource
+from bench.system import Recovery, recovery_from_marks, wait_for_mark
+
+DATABASE = "dbos_bench"
+
+
+def available() -> bool:
+    """Whether the ``dbos`` package is installed (the ``bench`` extra)."""
+    return importlib.util.find_spec("dbos") is not None
+
+
+class Dbos:
+    label = "DBOS"
+
+    def __init__(self, url: str, app: Child, out_dir: Path) -> None:
+        self.url = url
+        self.app = app
+        self.out_dir = out_dir
+        self._started = 0
+
+    @classmethod
+    async def start(cls, pg: Postgres, out_dir: Path) -> Dbos:
+        url = await pg.create_database(DATABASE)
+        system = cls(url, await _spawn_app(url, "bench-main", out_dir / "dbos-main.log"), out_dir)
+        await system.command("ping")
+        return system
+
+    async def close(self) -> None:
+        await self.app.stop()
+
+    async def command(self, cmd: str, app: Child | None = None, **args: Any) -> dict[str, Any]:
+        """Sends one command to an app process and returns its answer."""
+        app = app or self.app
+        await app.write(json.dumps({"cmd": cmd, **args}))
+        while True:
+            line = await app.readline(timeout=3600)
+            if not line:
+                raise RuntimeError(f"the DBOS app exited; its log is {app.log}")
+            if line.startswith("BENCH "):
+                answer: dict[str, Any] = json.loads(line[len("BENCH ") :])
+                if not answer.pop("ok"):
+                    raise RuntimeError(f"DBOS app: {cmd} failed: {answer['error']}")
+                return answer
+
+    # --- workloads ------------------------------------------------------------------------
+
+    async def sequential(self, runs: int, steps: int) -> list[float]:
+        durations: list[float] = (await self.command("sequential", runs=runs, steps=steps))["durations"]
+        return durations
+
+    async def throughput(self, workflows: int, steps: int) -> float:
+        seconds: float = (await self.command("throughput", workflows=workflows, steps=steps))["seconds"]
+        return seconds
+
+    async def fanout(self, steps: int) -> float:
+        seconds: float = (await self.command("fanout", steps=steps))["seconds"]
+        return seconds
+
+    async def recover(self, steps: int, runs: int, marks_dir: Path) -> tuple[list[Recovery], list[str]]:
+        """The process running the workflow is SIGKILLed; a restarted one recovers it."""
+        current = await self._recovery_app()
+        recoveries: list[Recovery] = []
+        failures: list[str] = []
+        conn = await asyncpg.connect(self.url)
+        try:
+            for i in range(runs):
+                marks = marks_dir / f"dbos-{steps}-{i}.marks"
+                workflow_id = f"recover-{steps}-{i}-{time.time_ns()}"
+                await self.command(
+                    "start_resumable", current, n=steps, marks=str(marks), workflow_id=workflow_id
+                )
+                await wait_for_mark(marks, "park", pid=current.pid, timeout=60 + steps * 0.1)
+                killed_at = time.time()
+                await current.kill()
+                current = await self._recovery_app()
+                try:
+                    await wait_for_mark(marks, "park", pid=current.pid, timeout=120)
+                    await _wait_success(conn, workflow_id)
+                except TimeoutError as exc:
+                    failures.append(f"run {i}: workflow {workflow_id}: {exc} (see {current.log})")
+                else:
+                    recoveries.append(recovery_from_marks(marks, killed_at, current.pid))
+        finally:
+            await conn.close()
+            await current.stop()
+        return recoveries, failures
+
+    async def _recovery_app(self) -> Child:
+        self._started += 1
+        return await _spawn_app(
+            self.url, "bench-recovery", self.out_dir / f"dbos-recovery-{self._started}.log"
+        )
+
+    async def fill(self, steps: int) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await fill.fill_dbos(conn, steps)
+            tables = ["workflow_status", "operation_outputs", "workflow_input", "workflow_output"]
+            present = [
+                f"dbos.{t}" for t in tables if await conn.fetchval("SELECT to_regclass($1)", f"dbos.{t}")
+            ]
+            await fill.settle(conn, present)
+        finally:
+            await conn.close()
+
+    async def in_flight_rss(self, count: int) -> dict[str, int]:
+        before = resources.rss_bytes(self.app.pid) or 0
+        await self.command("idle", count=count, seconds=3600.0, timeout=600.0)
+        return {"worker": resources.rss_bytes(self.app.pid) or 0, "worker before": before}
+
+    def cpu_groups(self) -> dict[str, PidSource]:
+        return {"worker": lambda: [self.app.pid]}
+
+
+async def _spawn_app(url: str, executor_id: str, log: Path) -> Child:
+    app, _ = await spawn(
+        "bench.dbos_app",
+        ["--database-url", url, "--executor-id", executor_id],
+        name=f"dbos-{executor_id}",
+        log=log,
+        ready="dbos ready",
+        stdin=True,
+    )
+    return app
+
+
+async def _wait_success(conn: Any, workflow_id: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await conn.fetchval(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = $1", workflow_id
+        )
+        if status == "SUCCESS":
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"DBOS workflow {workflow_id} is still {status} after {timeout} s")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,133 @@
+"""Sampling profiles of Stepline's coordinator and worker with py-spy, and their summaries.
+
+py-spy (in the ``bench`` extra) attaches to a running process by PID and samples its
+Python stacks without stopping it (``--nonblocking``); idle samples (threads waiting in
+epoll) are left out, so the samples are where the Python threads spend CPU. A summary
+lists the functions with the most samples of their own ("self") and in total
+("inclusive"), with an estimate of the CPU microseconds they cost per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+RATE = 200  # samples per second
+
+_LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def py_spy() -> str | None:
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else None
+
+
+class Recording:
+    """``py-spy record`` running against one process until ``stop()``."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, output: Path) -> None:
+        self.proc = proc
+        self.output = output
+
+    @classmethod
+    async def start(cls, pid: int, output: Path, log: Path) -> Recording:
+        exe = py_spy()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed (pip install -e '.[bench]')")
+        with log.open("ab") as err:
+            proc = await asyncio.create_subprocess_exec(
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(RATE),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+            )
+        return cls(proc, output)
+
+    async def stop(self) -> None:
+        """Stops sampling; py-spy writes its output on SIGINT."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "lib/python3."):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            if marker == "lib/python3.":
+                path = "stdlib/" + path.split("/", 1)[-1]
+    return path
+
+
+def _frame(raw: str) -> str:
+    m = _FRAME.match(raw.strip())
+    return f"{m['fn']} ({_short(m['file'])})" if m else raw.strip()
+
+
+def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
+    """A markdown summary of a raw py-spy profile taken while ``steps`` steps ran."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw_profile.read_text().splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        n = int(m["count"])
+        frames = [_frame(f) for f in m["stack"].split(";") if f]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+    if total == 0:
+        return f"### {title}\n\nno samples (py-spy saw no busy Python thread)\n"
+    per_step = 1e6 / RATE / steps  # CPU µs per step that one sample stands for
+
+    def listing(counts: Counter[str]) -> list[str]:
+        return [f"| {n / total:5.1%} | {n * per_step:6.1f} | `{fn}` |" for fn, n in counts.most_common(top)]
+
+    return "\n".join(
+        [
+            f"### {title}",
+            "",
+            f"{total} busy samples at {RATE}/s ≈ {total / RATE:.2f} CPU s for {steps:,} steps "
+            f"≈ {total * per_step:.0f} µs of Python per step.",
+            "",
+            "Self (the function itself was on top of the stack):",
+            "",
+            "| share | µs/step | function |",
+            "|---:|---:|---|",
+            *listing(own),
+            "",
+            "Inclusive (the function was anywhere on the stack):",
+            "",
+            "| share | µs/step | function |",
+            "|---:|---:|---|",
+            *listing(inclusive),
+            "",
+        ]
+    )

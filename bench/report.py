@@ -1,0 +1,201 @@
+"""The results table (workload | DBOS | Stepline | ratio | target) and bench/RESULTS.md.
+
+Figures are reported, never asserted: a target beside a figure says whether Stepline met
+it in this run, nothing fails when it did not.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEADER = "| workload | DBOS | Stepline | ratio | target |"
+
+RATIO_LEGEND = (
+    "ratio = how many times better Stepline's figure is than DBOS's (DBOS ÷ Stepline where "
+    "lower is better, Stepline ÷ DBOS where higher is better); above 1 means Stepline is better."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    op: str  # "<=" or ">="
+    value: float
+    unit: str
+
+    def met(self, x: float) -> bool:
+        return x <= self.value if self.op == "<=" else x >= self.value
+
+    def __str__(self) -> str:
+        return f"{'≤' if self.op == '<=' else '≥'} {number(self.value)} {self.unit}"
+
+
+@dataclass
+class Row:
+    workload: str
+    unit: str
+    lower_is_better: bool
+    dbos: float | None = None
+    stepline: float | None = None
+    target: Target | None = None
+    # Why a figure is missing, or how it was obtained when that differs between systems.
+    dbos_note: str = ""
+    stepline_note: str = ""
+
+    def ratio(self) -> float | None:
+        if self.dbos is None or self.stepline is None or min(self.dbos, self.stepline) <= 0:
+            return None
+        return self.dbos / self.stepline if self.lower_is_better else self.stepline / self.dbos
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    # Free-form lines: secondary figures, per-repeat values, what was skipped and why.
+    details: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+
+    def row(self, workload: str, unit: str, *, lower_is_better: bool, target: Target | None = None) -> Row:
+        """The row named ``workload``, created on first use."""
+        for r in self.rows:
+            if r.workload == workload:
+                return r
+        r = Row(workload, unit, lower_is_better, target=target)
+        self.rows.append(r)
+        return r
+
+
+def number(x: float) -> str:
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _cell(value: float | None, unit: str, note: str) -> str:
+    if value is None:
+        return note or "not run"
+    text = f"{number(value)} {unit}"
+    return f"{text} {note}" if note else text
+
+
+# Rows are listed in this order of their first word, whatever order the workloads ran in.
+_ORDER = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "RSS", "CPU")
+
+
+def _rank(row: Row) -> int:
+    first = row.workload.split(" ", 1)[0]
+    return _ORDER.index(first) if first in _ORDER else len(_ORDER)
+
+
+def table(results: Results) -> str:
+    lines = [HEADER, "|---|---:|---:|---:|---|"]
+    for r in sorted(results.rows, key=_rank):
+        ratio = r.ratio()
+        target = ""
+        if r.target is not None:
+            target = str(r.target)
+            if r.stepline is not None:
+                target += " (met)" if r.target.met(r.stepline) else " (missed)"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.workload,
+                    _cell(r.dbos, r.unit, r.dbos_note),
+                    _cell(r.stepline, r.unit, r.stepline_note),
+                    f"{ratio:.2f}x" if ratio is not None else "",
+                    target,
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+METHODS = """\
+## How each figure is measured
+
+Both systems run the same workflow bodies (`bench/flows.py`) around the same no-op async
+step, against the same PostgreSQL server in the same run, each in its own database.
+Stepline: a coordinator process, worker processes (`bench/stepline_worker.py`), and the
+harness starting workflows through `Client.start_workflow`. DBOS: application processes
+(`bench/dbos_app.py`) that start workflows in-process with `DBOS.start_workflow_async`,
+driven by the harness over stdin. Both with their default settings.
+
+- **(a)** A workflow of 10 sequential steps, run repeatedly (after warm-up runs): each
+  step call is timed with `perf_counter` inside the workflow and the durations are the
+  workflow's output. Median and p99 over all step calls.
+- **(b)** 500 workflows of 10 steps started at once (Stepline: `asyncio.gather` of
+  `Client.start_workflow` from the harness, one worker process; DBOS: `asyncio.gather` of
+  `start_workflow_async` in the app process), timed from before the first start to the
+  last result (Stepline: `handle.result()` in the harness; DBOS: `handle.get_result()`).
+  Repeated; the median run is reported.
+- **(c)** One workflow gathering 100 steps with `asyncio.gather`, timed inside the
+  workflow; median of several runs.
+- **(d)** A workflow records one step and blocks in the second. The harness notes
+  `time.time()` and SIGKILLs the process running it. Stepline: a second worker is already
+  connected and takes over. DBOS: nothing takes over without its control plane, so a new
+  app process with the same executor ID is started, and DBOS's launch-time recovery
+  resumes the workflow: **its figure includes the process restart**. "Resumed" is when the
+  blocked step's body starts again in the new process (its `time.time()` written to a
+  marks file).
+- **(e)** The same with 1,000 recorded steps before the blocking step. The figure is the
+  replay inside the recovering process: from the moment the workflow code starts there
+  (for Stepline just after the assignment, with its history, arrived) to the start of
+  the first step that was not recorded. Kill-to-resume is in the details.
+- **(f)** (b) again after 1M (and with `--with-10m` 10M) recorded steps were added to each
+  system's tables in bulk SQL (`bench/fill.py`; then VACUUM ANALYZE and CHECKPOINT);
+  steps/s and its share of the empty run's.
+- **RSS** at 10,000 in-flight workflows, each sleeping in a step: `VmRSS` of each
+  process once every workflow's step has started. DBOS has no coordinator.
+- **CPU** per 1,000 steps during (b): `utime + stime` from `/proc/<pid>/stat` before and
+  after, for each process; PostgreSQL is the postmaster and all its children (the whole
+  server, both databases). DBOS's worker figure is its application process.
+"""
+
+
+def markdown(
+    results: Results,
+    *,
+    machine: list[tuple[str, str]],
+    command: str,
+    started: datetime.datetime,
+    load_before: str,
+    load_after: str,
+) -> str:
+    parts = [
+        "# Stepline vs DBOS Transact: benchmark results",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC with `{command}`. Load average (1, 5, 15 min) "
+        f"before: {load_before}; after: {load_after}.",
+        "",
+        "## Machine",
+        "",
+        *[f"- **{what}**: {value}" for what, value in machine],
+        "",
+        "## Results",
+        "",
+        table(results),
+        "",
+        RATIO_LEGEND,
+        "",
+        "Figures on a small shared machine are noisy: run-to-run spread of 10-30% is usual, more "
+        "when other work runs at the same time. Nothing here is asserted.",
+        "",
+    ]
+    if results.details:
+        parts += ["## Details", "", *[f"- {d}" for d in results.details], ""]
+    parts += [METHODS]
+    if results.profiles:
+        parts += ["## Profiles (Stepline, during workload b)", "", *results.profiles, ""]
+    return "\n".join(parts)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

@@ -1,0 +1,91 @@
+"""What a benchmarked system offers the workloads, and what its recoveries report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bench.flows import Mark, read_marks
+from bench.resources import PidSource
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One workflow killed with its process and resumed elsewhere (times from ``time.time()``)."""
+
+    killed_at: float
+    started_at: float  # the workflow code began again in the new process
+    replayed_at: float  # ... and had gone through its recorded steps
+    resumed_at: float  # ... and the first step that was not recorded began
+
+    @property
+    def kill_to_resume(self) -> float:
+        return self.resumed_at - self.killed_at
+
+    @property
+    def kill_to_start(self) -> float:
+        return self.started_at - self.killed_at
+
+    @property
+    def replay(self) -> float:
+        return self.resumed_at - self.started_at
+
+
+class System(Protocol):
+    """One durable-execution system, set up and ready, driven by the workloads."""
+
+    label: str
+
+    async def sequential(self, runs: int, steps: int) -> list[float]:
+        """Runs ``runs`` workflows of ``steps`` sequential steps, one after another;
+        returns every step call's duration (seconds) as measured inside the workflows."""
+
+    async def throughput(self, workflows: int, steps: int) -> float:
+        """Starts ``workflows`` workflows of ``steps`` steps at once; returns the seconds
+        from the first start to the last completion."""
+
+    async def fanout(self, steps: int) -> float:
+        """One workflow gathering ``steps`` steps; returns the gather's seconds."""
+
+    async def recover(self, steps: int, runs: int, marks_dir: Path) -> tuple[list[Recovery], list[str]]:
+        """``runs`` times: a workflow records ``steps`` steps and blocks in the next one;
+        the process running it is SIGKILLed, and the system resumes it. Returns the
+        recoveries, and what went wrong in the runs that did not resume."""
+
+    async def fill(self, steps: int) -> None:
+        """Adds ``steps`` recorded steps to the system's tables, in SQL."""
+
+    async def in_flight_rss(self, count: int) -> dict[str, int]:
+        """Puts ``count`` workflows in flight (each sleeping in a step); returns RSS bytes by role."""
+
+    def cpu_groups(self) -> dict[str, PidSource]:
+        """The system's own processes by role, for CPU accounting (PostgreSQL is separate)."""
+
+    async def close(self) -> None:
+        """Stops the system's processes."""
+
+
+async def wait_for_mark(
+    path: Path, event: str, *, pid: int | None = None, not_pid: int | None = None, timeout: float = 60.0
+) -> Mark:
+    """The first mark ``event`` in ``path`` written by ``pid`` (or by anyone but ``not_pid``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for m in read_marks(path):
+            if m.event == event and (pid is None or m.pid == pid) and (not_pid is None or m.pid != not_pid):
+                return m
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {event!r} mark in {path} after {timeout} s")
+        await asyncio.sleep(0.002)
+
+
+def recovery_from_marks(path: Path, killed_at: float, survivor: int) -> Recovery:
+    """The Recovery the survivor's marks in ``path`` describe."""
+    found: dict[str, float] = {}
+    for m in read_marks(path):
+        if m.pid == survivor:
+            found.setdefault(m.event, m.at)
+    return Recovery(killed_at, found["start"], found["replayed"], found["park"])

@@ -1,0 +1,303 @@
+"""The workloads (a)-(f), memory and CPU, each run on every system present, DBOS first.
+
+Each workload turns what the systems measured into rows of the results table and lines
+of details. Sizes come in two presets: the full benchmark and ``--quick`` (for CI).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.postgres import Postgres
+from bench.report import Results, Target, number
+from bench.resources import CpuMeter
+from bench.stats import median, percentile
+from bench.system import Recovery, System
+
+log = logging.getLogger("bench")
+
+ORDER = ("a", "b", "c", "f", "d", "e", "rss")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    warmup_runs: int
+    sequential_runs: int
+    sequential_steps: int
+    throughput_workflows: int
+    throughput_steps: int
+    throughput_repeats: int
+    fanout_steps: int
+    fanout_runs: int
+    takeover_runs: int
+    replay_steps: int
+    replay_runs: int
+    fill_levels: tuple[int, ...]
+    in_flight: int
+
+
+FULL = Sizes(
+    warmup_runs=3,
+    sequential_runs=50,
+    sequential_steps=10,
+    throughput_workflows=500,
+    throughput_steps=10,
+    throughput_repeats=3,
+    fanout_steps=100,
+    fanout_runs=5,
+    takeover_runs=20,
+    replay_steps=1000,
+    replay_runs=3,
+    fill_levels=(1_000_000,),
+    in_flight=10_000,
+)
+QUICK = Sizes(
+    warmup_runs=1,
+    sequential_runs=3,
+    sequential_steps=10,
+    throughput_workflows=20,
+    throughput_steps=10,
+    throughput_repeats=1,
+    fanout_steps=20,
+    fanout_runs=1,
+    takeover_runs=1,
+    replay_steps=50,
+    replay_runs=1,
+    fill_levels=(10_000,),
+    in_flight=100,
+)
+TEN_MILLION = 10_000_000
+
+
+def count(n: int) -> str:
+    """10000 -> "10k", 1000000 -> "1M"."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+class Bench:
+    def __init__(
+        self, systems: list[System], sizes: Sizes, pg: Postgres, out_dir: Path, results: Results
+    ) -> None:
+        self.systems = systems
+        self.sizes = sizes
+        self.pg = pg
+        self.out_dir = out_dir
+        self.results = results
+        self._empty_throughput: dict[str, float] = {}
+        self._recorded_extra = 0  # steps added by fill so far
+
+    async def run(self, only: set[str]) -> None:
+        for name in ORDER:
+            if name in only:
+                started = time.monotonic()
+                log.info("workload %s ...", name)
+                await getattr(self, "workload_" + name)()
+                log.info("workload %s done in %.1f s", name, time.monotonic() - started)
+
+    def _set(
+        self,
+        system: System,
+        workload: str,
+        unit: str,
+        value: float,
+        *,
+        lower_is_better: bool = True,
+        target: Target | None = None,
+        note: str = "",
+    ) -> None:
+        row = self.results.row(workload, unit, lower_is_better=lower_is_better, target=target)
+        if system.label == "DBOS":
+            row.dbos, row.dbos_note = value, note
+        else:
+            row.stepline, row.stepline_note = value, note
+
+    def _detail(self, system: System, text: str) -> None:
+        self.results.details.append(f"{system.label}: {text}")
+
+    # --- (a) sequential steps -------------------------------------------------------------
+
+    async def workload_a(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            await system.sequential(s.warmup_runs, s.sequential_steps)
+            durations = [d * 1000 for d in await system.sequential(s.sequential_runs, s.sequential_steps)]
+            label = f"(a) step in a {s.sequential_steps}-step workflow"
+            self._set(system, f"{label}, median", "ms", median(durations), target=Target("<=", 0.7, "ms"))
+            self._set(system, f"{label}, p99", "ms", percentile(durations, 99))
+            self._detail(
+                system,
+                f"(a) {len(durations)} step calls in {s.sequential_runs} workflows: "
+                f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
+                f"max {number(max(durations))} ms",
+            )
+
+    # --- (b) throughput, and CPU per step --------------------------------------------------
+
+    async def _throughput(self, system: System, what: str) -> float:
+        """Median steps/s over the repeats of (b)."""
+        s = self.sizes
+        rates = []
+        for _ in range(s.throughput_repeats):
+            seconds = await system.throughput(s.throughput_workflows, s.throughput_steps)
+            rates.append(s.throughput_workflows * s.throughput_steps / seconds)
+        self._detail(system, f"{what}: steps/s per repeat: {', '.join(number(r) for r in rates)}")
+        return median(rates)
+
+    async def workload_b(self) -> None:
+        s = self.sizes
+        steps = s.throughput_workflows * s.throughput_steps
+        for system in self.systems:
+            await system.throughput(min(50, s.throughput_workflows), s.throughput_steps)  # warm-up
+            meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids})
+            meter.start()
+            rate = await self._throughput(system, "(b)")
+            used = meter.stop()
+            self._empty_throughput[system.label] = rate
+            label = f"(b) {s.throughput_workflows} workflows x {s.throughput_steps} steps at once"
+            self._set(
+                system,
+                f"{label}: steps/s",
+                "steps/s",
+                rate,
+                lower_is_better=False,
+                target=Target(">=", 20_000, "steps/s"),
+            )
+            self._set(
+                system, f"{label}: workflows/s", "wf/s", rate / s.throughput_steps, lower_is_better=False
+            )
+            total = steps * s.throughput_repeats
+            for role, what in (
+                ("coordinator", "coordinator"),
+                ("worker", "worker (DBOS: the app process)"),
+                ("postgres", "PostgreSQL server"),
+            ):
+                row = f"CPU per 1,000 steps in (b): {what}"
+                if role in used:
+                    self._set(system, row, "CPU s", used[role] / total * 1000)
+                else:
+                    self.results.row(row, "CPU s", lower_is_better=True).dbos_note = "n/a (no coordinator)"
+
+    # --- (c) gathered steps -------------------------------------------------------------
+
+    async def workload_c(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            await system.fanout(s.fanout_steps)  # warm-up
+            runs = [await system.fanout(s.fanout_steps) * 1000 for _ in range(s.fanout_runs)]
+            self._set(
+                system,
+                f"(c) one workflow gathering {s.fanout_steps} steps",
+                "ms",
+                median(runs),
+                target=Target("<=", 10, "ms"),
+            )
+            self._detail(system, f"(c) ms per run: {', '.join(number(r) for r in runs)}")
+
+    # --- (d) takeover after SIGKILL --------------------------------------------------------
+
+    async def _recover(self, system: System, steps: int, runs: int, what: str) -> list[Recovery]:
+        marks = self.out_dir / "marks"
+        marks.mkdir(exist_ok=True)
+        recoveries, failures = await system.recover(steps, runs, marks)
+        for failure in failures:
+            self._detail(system, f"{what}: NOT RESUMED: {failure}")
+        return recoveries
+
+    async def workload_d(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            recoveries = await self._recover(system, 1, s.takeover_runs, "(d)")
+            if not recoveries:
+                continue
+            resumed = [r.kill_to_resume for r in recoveries]
+            note = "(restart)" if system.label == "DBOS" else ""
+            label = f"(d) SIGKILL mid-workflow → resumed ({s.takeover_runs} runs)"
+            self._set(system, f"{label}, p50", "s", median(resumed), target=Target("<=", 0.3, "s"), note=note)
+            self._set(system, f"{label}, p95", "s", percentile(resumed, 95), note=note)
+            started = [r.kill_to_start for r in recoveries]
+            self._detail(
+                system,
+                f"(d) kill → workflow code running again: p50 {number(median(started))} s, "
+                f"p95 {number(percentile(started, 95))} s; kill → next step per run (s): "
+                + ", ".join(f"{x:.3f}" for x in resumed),
+            )
+
+    # --- (e) replay of a long history -------------------------------------------------------
+
+    async def workload_e(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            recoveries = await self._recover(system, s.replay_steps, s.replay_runs, "(e)")
+            if not recoveries:
+                continue
+            replay = [r.replay * 1000 for r in recoveries]
+            note = "(restarted process)" if system.label == "DBOS" else ""
+            self._set(
+                system,
+                f"(e) replay of {count(s.replay_steps)} recorded steps",
+                "ms",
+                median(replay),
+                target=Target("<=", 30, "ms"),
+                note=note,
+            )
+            total = [r.kill_to_resume for r in recoveries]
+            self._detail(
+                system,
+                f"(e) replay ms per run: {', '.join(number(x) for x in replay)}; "
+                f"kill → first unrecorded step (s): {', '.join(f'{x:.3f}' for x in total)}",
+            )
+
+    # --- (f) throughput with full tables ---------------------------------------------------
+
+    async def workload_f(self) -> None:
+        s = self.sizes
+        if any(system.label not in self._empty_throughput for system in self.systems):
+            await self.workload_b()
+        for level in s.fill_levels:
+            add = level - self._recorded_extra
+            for system in self.systems:
+                started = time.monotonic()
+                await system.fill(add)
+                self._detail(
+                    system, f"(f) filling to {count(level)} steps took {time.monotonic() - started:.0f} s"
+                )
+            self._recorded_extra = level
+            for system in self.systems:
+                rate = await self._throughput(system, f"(f) {count(level)}")
+                label = f"(f) (b) with {count(level)} recorded steps"
+                self._set(system, f"{label}: steps/s", "steps/s", rate, lower_is_better=False)
+                kept = rate / self._empty_throughput[system.label] * 100
+                self._set(
+                    system,
+                    f"{label}: share of empty",
+                    "%",
+                    kept,
+                    lower_is_better=False,
+                    target=Target(">=", 90, "%"),
+                )
+
+    # --- memory at many in-flight workflows -------------------------------------------------
+
+    async def workload_rss(self) -> None:
+        n = self.sizes.in_flight
+        for system in self.systems:
+            rss = await system.in_flight_rss(n)
+            for role, what in (("coordinator", "coordinator"), ("worker", "worker (DBOS: the app process)")):
+                row = f"RSS with {count(n)} workflows in flight: {what}"
+                if role in rss:
+                    self._set(system, row, "MB", rss[role] / 1e6)
+                else:
+                    self.results.row(row, "MB", lower_is_better=True).dbos_note = "n/a (no coordinator)"
+            before = ", ".join(
+                f"{role.removesuffix(' before')} {rss[role] / 1e6:.0f} MB"
+                for role in rss
+                if role.endswith("before")
+            )
+            self._detail(system, f"RSS before starting them: {before}")
