@@ -13,10 +13,18 @@ Logs of every process, the marks files and profiles go to bench/out/run-<time>/.
 
 from __future__ import annotations
 
+import os
+
+# This process forks children (workers, DBOS apps, py-spy) while its gRPC Client is busy;
+# gRPC's fork handlers are for fork without exec and break in-flight calls. Set before
+# grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import shlex
 import sys
@@ -86,11 +94,13 @@ async def run(args: argparse.Namespace) -> int:
             systems.append(await dbos_side.Dbos.start(pg, out_dir))
         stepline = await Stepline.start(pg, out_dir)
         systems.append(stepline)
-        await Bench(systems, sizes, pg, out_dir, results).run(args.only)
+        bench = Bench(systems, sizes, pg, out_dir, results)
         if args.profile:
-            results.profiles += await profile(
-                stepline, sizes.throughput_steps, 50 if args.quick else 2000, out_dir
+            bench.profile = functools.partial(
+                _profile, stepline, sizes.throughput_steps, 50 if args.quick else 2000, out_dir, results
             )
+        await bench.run(args.only)
+        failed = bench.failed
         described = await pg.describe()
     finally:
         for system in reversed(systems):
@@ -117,28 +127,21 @@ async def run(args: argparse.Namespace) -> int:
         print(section)
     report.write(args.results, text)
     print(f"\nwritten to {args.results}; logs in {out_dir}")
+    if failed:
+        print(f"workloads that failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
-async def profile(stepline: Stepline, steps: int, workflows: int, out_dir: Path) -> list[str]:
-    """py-spy on the coordinator and the worker during one run of workload (b)."""
-    log.info("profiling: %d workflows x %d steps under py-spy", workflows, steps)
-    recordings = {
-        role: await profiling.Recording.start(pid, out_dir / f"profile-{role}.txt", out_dir / "py-spy.log")
-        for role, pid in stepline.profile_targets().items()
-    }
-    await asyncio.sleep(1.0)  # py-spy attaches
-    seconds = await stepline.throughput(workflows, steps)
-    for recording in recordings.values():
-        await recording.stop()
-    total = workflows * steps
-    sections = [f"{total:,} steps in {seconds:.2f} s ({total / seconds:,.0f} steps/s under the profiler)."]
-    for role, recording in recordings.items():
-        if recording.output.exists():
-            sections.append(profiling.summarize(recording.output, role, total))
-        else:
-            sections.append(f"### {role}\n\npy-spy wrote no profile; see {out_dir / 'py-spy.log'}\n")
-    return sections
+async def _profile(
+    stepline: Stepline, steps: int, workflows: int, out_dir: Path, results: report.Results
+) -> None:
+    """py-spy on the coordinator and the worker during one extra run of workload (b)."""
+    try:
+        results.profiles += await profiling.profile(stepline, workflows, steps, out_dir)
+    except Exception as exc:  # a failed profile must not lose the benchmark's figures
+        log.exception("profiling failed")
+        results.profiles.append(f"profiling failed: {type(exc).__name__}: {exc}")
 
 
 def main() -> None:

@@ -99,13 +99,14 @@ class Dbos:
                 killed_at = time.time()
                 await current.kill()
                 current = await self._recovery_app()
+                ready_at = time.time()
                 try:
                     await wait_for_mark(marks, "park", pid=current.pid, timeout=120)
                     await _wait_success(conn, workflow_id)
                 except TimeoutError as exc:
                     failures.append(f"run {i}: workflow {workflow_id}: {exc} (see {current.log})")
                 else:
-                    recoveries.append(recovery_from_marks(marks, killed_at, current.pid))
+                    recoveries.append(recovery_from_marks(marks, killed_at, current.pid, ready_at))
         finally:
             await conn.close()
             await current.stop()

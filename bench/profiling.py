@@ -16,6 +16,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Protocol
 
 RATE = 200  # samples per second
 
@@ -86,10 +87,30 @@ def _frame(raw: str) -> str:
     return f"{m['fn']} ({_short(m['file'])})" if m else raw.strip()
 
 
+# A thread waiting in epoll is idle; py-spy does not always see that with --nonblocking.
+_IDLE = ("EpollSelector.select (",)
+# Frames on every stack (interpreter start, the event loop's own loop): not informative.
+_PLUMBING = re.compile(
+    r"^(<module>|_run_module_as_main|_run_code|main|run|Runner\.run|BaseEventLoop\.run_(until_complete|forever)"
+    r"|BaseEventLoop\._run_once|Handle\._run|Thread\.(run|_bootstrap|_bootstrap_inner)) "
+)
+
+
+def _package(frame: str) -> str:
+    """The top-level package (or stdlib module) a frame's file belongs to."""
+    file = frame[frame.rfind("(") + 1 : -1]
+    if file.startswith("stdlib/"):
+        return "stdlib " + file.split("/")[1].removesuffix(".py")
+    if file.startswith("<"):
+        return "python"
+    return file.split("/")[0].removesuffix(".py")
+
+
 def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
     """A markdown summary of a raw py-spy profile taken while ``steps`` steps ran."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total = 0
     for line in raw_profile.read_text().splitlines():
         m = _LINE.match(line)
@@ -97,18 +118,20 @@ def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
             continue
         n = int(m["count"])
         frames = [_frame(f) for f in m["stack"].split(";") if f]
-        if not frames:
+        if not frames or frames[-1].startswith(_IDLE):
             continue
         total += n
         own[frames[-1]] += n
+        packages[_package(frames[-1])] += n
         for f in set(frames):
-            inclusive[f] += n
+            if not _PLUMBING.match(f):
+                inclusive[f] += n
     if total == 0:
         return f"### {title}\n\nno samples (py-spy saw no busy Python thread)\n"
     per_step = 1e6 / RATE / steps  # CPU µs per step that one sample stands for
 
     def listing(counts: Counter[str]) -> list[str]:
-        return [f"| {n / total:5.1%} | {n * per_step:6.1f} | `{fn}` |" for fn, n in counts.most_common(top)]
+        return [f"| {n / total:.1%} | {n * per_step:.1f} | `{fn}` |" for fn, n in counts.most_common(top)]
 
     return "\n".join(
         [
@@ -117,13 +140,19 @@ def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
             f"{total} busy samples at {RATE}/s ≈ {total / RATE:.2f} CPU s for {steps:,} steps "
             f"≈ {total * per_step:.0f} µs of Python per step.",
             "",
+            "Self time by package:",
+            "",
+            "| share | µs/step | package |",
+            "|---:|---:|---|",
+            *listing(packages),
+            "",
             "Self (the function itself was on top of the stack):",
             "",
             "| share | µs/step | function |",
             "|---:|---:|---|",
             *listing(own),
             "",
-            "Inclusive (the function was anywhere on the stack):",
+            "Inclusive (the function was anywhere on the stack; interpreter and event-loop frames left out):",
             "",
             "| share | µs/step | function |",
             "|---:|---:|---|",
@@ -131,3 +160,34 @@ def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
             "",
         ]
     )
+
+
+class Profiled(Protocol):
+    def profile_targets(self) -> dict[str, int]: ...
+
+    async def throughput(self, workflows: int, steps: int) -> float: ...
+
+
+async def profile(system: Profiled, workflows: int, steps: int, out_dir: Path) -> list[str]:
+    """Records every target process of ``system`` during one throughput run; returns summaries."""
+    recordings = {
+        role: await Recording.start(pid, out_dir / f"profile-{role}.txt", out_dir / "py-spy.log")
+        for role, pid in system.profile_targets().items()
+    }
+    await asyncio.sleep(1.0)  # py-spy attaches
+    try:
+        seconds = await system.throughput(workflows, steps)
+    finally:
+        for recording in recordings.values():
+            await recording.stop()
+    total = workflows * steps
+    sections = [
+        f"{workflows:,} workflows x {steps} steps = {total:,} steps in {seconds:.2f} s "
+        f"({total / seconds:,.0f} steps/s under the profiler)."
+    ]
+    for role, recording in recordings.items():
+        if recording.output.exists():
+            sections.append(summarize(recording.output, role, total))
+        else:
+            sections.append(f"### {role}\n\npy-spy wrote no profile; see {out_dir / 'py-spy.log'}\n")
+    return sections

@@ -20,6 +20,7 @@ class Recovery:
     started_at: float  # the workflow code began again in the new process
     replayed_at: float  # ... and had gone through its recorded steps
     resumed_at: float  # ... and the first step that was not recorded began
+    ready_at: float | None = None  # a restarted process had launched (DBOS only)
 
     @property
     def kill_to_resume(self) -> float:
@@ -82,10 +83,12 @@ async def wait_for_mark(
         await asyncio.sleep(0.002)
 
 
-def recovery_from_marks(path: Path, killed_at: float, survivor: int) -> Recovery:
+def recovery_from_marks(
+    path: Path, killed_at: float, survivor: int, ready_at: float | None = None
+) -> Recovery:
     """The Recovery the survivor's marks in ``path`` describe."""
     found: dict[str, float] = {}
     for m in read_marks(path):
         if m.pid == survivor:
             found.setdefault(m.event, m.at)
-    return Recovery(killed_at, found["start"], found["replayed"], found["park"])
+    return Recovery(killed_at, found["start"], found["replayed"], found["park"], ready_at)

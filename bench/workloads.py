@@ -7,7 +7,9 @@ of details. Sizes come in two presets: the full benchmark and ``--quick`` (for C
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,10 @@ QUICK = Sizes(
 TEN_MILLION = 10_000_000
 
 
+def _this_process() -> list[int]:
+    return [os.getpid()]
+
+
 def count(n: int) -> str:
     """10000 -> "10k", 1000000 -> "1M"."""
     if n >= 1_000_000 and n % 1_000_000 == 0:
@@ -92,14 +98,28 @@ class Bench:
         self.results = results
         self._empty_throughput: dict[str, float] = {}
         self._recorded_extra = 0  # steps added by fill so far
+        self.failed: list[str] = []
+        # Run once, before the in-flight workload (see run()).
+        self.profile: Callable[[], Awaitable[None]] | None = None
 
     async def run(self, only: set[str]) -> None:
+        """Runs the workloads in ``only``, in ORDER; the profile (if any) before "rss",
+        whose thousands of sleeping workflows would be in it otherwise."""
         for name in ORDER:
+            if name == "rss" and self.profile is not None:
+                await self.profile()
+                self.profile = None
             if name in only:
                 started = time.monotonic()
                 log.info("workload %s ...", name)
-                await getattr(self, "workload_" + name)()
-                log.info("workload %s done in %.1f s", name, time.monotonic() - started)
+                try:
+                    await getattr(self, "workload_" + name)()
+                except Exception as exc:  # the other workloads' figures are still worth having
+                    log.exception("workload %s failed", name)
+                    self.failed.append(name)
+                    self.results.details.append(f"workload {name} FAILED: {type(exc).__name__}: {exc}")
+                else:
+                    log.info("workload %s done in %.1f s", name, time.monotonic() - started)
 
     def _set(
         self,
@@ -155,7 +175,7 @@ class Bench:
         steps = s.throughput_workflows * s.throughput_steps
         for system in self.systems:
             await system.throughput(min(50, s.throughput_workflows), s.throughput_steps)  # warm-up
-            meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids})
+            meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids, "harness": _this_process})
             meter.start()
             rate = await self._throughput(system, "(b)")
             used = meter.stop()
@@ -177,6 +197,7 @@ class Bench:
                 ("coordinator", "coordinator"),
                 ("worker", "worker (DBOS: the app process)"),
                 ("postgres", "PostgreSQL server"),
+                ("harness", "harness (Stepline: the Client's starts and awaits)"),
             ):
                 row = f"CPU per 1,000 steps in (b): {what}"
                 if role in used:
@@ -222,9 +243,11 @@ class Bench:
             self._set(system, f"{label}, p50", "s", median(resumed), target=Target("<=", 0.3, "s"), note=note)
             self._set(system, f"{label}, p95", "s", percentile(resumed, 95), note=note)
             started = [r.kill_to_start for r in recoveries]
+            ready = [r.ready_at - r.killed_at for r in recoveries if r.ready_at is not None]
+            launched = f"kill → new process launched: p50 {number(median(ready))} s; " if ready else ""
             self._detail(
                 system,
-                f"(d) kill → workflow code running again: p50 {number(median(started))} s, "
+                f"(d) {launched}kill → workflow code running again: p50 {number(median(started))} s, "
                 f"p95 {number(percentile(started, 95))} s; kill → next step per run (s): "
                 + ", ".join(f"{x:.3f}" for x in resumed),
             )
