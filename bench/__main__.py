@@ -5,7 +5,7 @@
     python -m bench --only a,b,d    # some workloads: a b c d e f rss
     python -m bench --skip-dbos     # Stepline alone (DBOS is the `bench` extra)
     python -m bench --with-10m      # (f) also at 10M recorded steps (takes minutes)
-    python -m bench --profile       # also py-spy the coordinator and worker during a (b) run
+    python -m bench --profile       # also py-spy the coordinator and worker during (b) runs
     python -m bench --database-url postgresql://...   # instead of an embedded PostgreSQL
 
 Logs of every process, the marks files and profiles go to bench/out/run-<time>/.
@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace) -> int:
         bench = Bench(systems, sizes, pg, out_dir, results)
         if args.profile:
             bench.profile = functools.partial(
-                _profile, stepline, sizes.throughput_steps, 50 if args.quick else 2000, out_dir, results
+                _profile, stepline, sizes.throughput_workflows, sizes.throughput_steps, out_dir, results
             )
         await bench.run(args.only)
         failed = bench.failed
@@ -134,11 +134,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _profile(
-    stepline: Stepline, steps: int, workflows: int, out_dir: Path, results: report.Results
+    stepline: Stepline, workflows: int, steps: int, out_dir: Path, results: report.Results
 ) -> None:
-    """py-spy on the coordinator and the worker during one extra run of workload (b)."""
+    """py-spy on the coordinator and the worker during four extra runs of workload (b)."""
     try:
-        results.profiles += await profiling.profile(stepline, workflows, steps, out_dir)
+        results.profiles += await profiling.profile(stepline, workflows, steps, 4, out_dir)
     except Exception as exc:  # a failed profile must not lose the benchmark's figures
         log.exception("profiling failed")
         results.profiles.append(f"profiling failed: {type(exc).__name__}: {exc}")

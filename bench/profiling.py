@@ -2,14 +2,15 @@
 
 py-spy (in the ``bench`` extra) attaches to a running process by PID and samples its
 Python stacks without stopping it (``--nonblocking``); idle samples (threads waiting in
-epoll) are left out, so the samples are where the Python threads spend CPU. A summary
-lists the functions with the most samples of their own ("self") and in total
-("inclusive"), with an estimate of the CPU microseconds they cost per step.
+epoll) are left out. A summary lists the functions with the most samples of their own
+("self") and in total ("inclusive"), with the CPU microseconds per step they stand for
+(the process's measured CPU time, spread over the samples).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import shutil
 import signal
@@ -17,6 +18,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
+
+from bench.resources import CpuMeter
 
 RATE = 200  # samples per second
 
@@ -106,8 +109,14 @@ def _package(frame: str) -> str:
     return file.split("/")[0].removesuffix(".py")
 
 
-def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
-    """A markdown summary of a raw py-spy profile taken while ``steps`` steps ran."""
+def summarize(raw_profile: Path, title: str, steps: int, cpu_seconds: float, top: int = 15) -> str:
+    """A markdown summary of a raw py-spy profile taken while ``steps`` steps ran.
+
+    py-spy's samples say where the time went, not how much there was: with
+    ``--nonblocking`` it also counts some waiting as busy. So shares come from the
+    samples and microseconds from the CPU time the process really used (``cpu_seconds``,
+    from /proc), spread over the samples.
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
@@ -121,24 +130,31 @@ def summarize(raw_profile: Path, title: str, steps: int, top: int = 15) -> str:
         if not frames or frames[-1].startswith(_IDLE):
             continue
         total += n
-        own[frames[-1]] += n
-        packages[_package(frames[-1])] += n
+        leaf = frames[-1]
+        if _PLUMBING.match(leaf):
+            # Nothing in Python above the entry frame: the thread is in C code (uvloop's
+            # loop, grpc's poller thread), running or waiting.
+            leaf = "(C code below the event loop or thread entry: uvloop, grpc; busy or waiting)"
+            packages["(C below the entry frame)"] += n
+        else:
+            packages[_package(leaf)] += n
+        own[leaf] += n
         for f in set(frames):
             if not _PLUMBING.match(f):
                 inclusive[f] += n
     if total == 0:
         return f"### {title}\n\nno samples (py-spy saw no busy Python thread)\n"
-    per_step = 1e6 / RATE / steps  # CPU µs per step that one sample stands for
+    per_sample = cpu_seconds * 1e6 / total / steps  # CPU µs per step one sample stands for
 
     def listing(counts: Counter[str]) -> list[str]:
-        return [f"| {n / total:.1%} | {n * per_step:.1f} | `{fn}` |" for fn, n in counts.most_common(top)]
+        return [f"| {n / total:.1%} | {n * per_sample:.1f} | `{fn}` |" for fn, n in counts.most_common(top)]
 
     return "\n".join(
         [
             f"### {title}",
             "",
-            f"{total} busy samples at {RATE}/s ≈ {total / RATE:.2f} CPU s for {steps:,} steps "
-            f"≈ {total * per_step:.0f} µs of Python per step.",
+            f"The process used {cpu_seconds:.2f} CPU s (/proc) for {steps:,} steps: "
+            f"{cpu_seconds * 1e6 / steps:.0f} µs per step. py-spy took {total} busy samples at {RATE}/s.",
             "",
             "Self time by package:",
             "",
@@ -168,26 +184,36 @@ class Profiled(Protocol):
     async def throughput(self, workflows: int, steps: int) -> float: ...
 
 
-async def profile(system: Profiled, workflows: int, steps: int, out_dir: Path) -> list[str]:
-    """Records every target process of ``system`` during one throughput run; returns summaries."""
+async def profile(system: Profiled, workflows: int, steps: int, repeats: int, out_dir: Path) -> list[str]:
+    """Records every target process of ``system`` during ``repeats`` throughput runs of
+    ``workflows`` workflows; returns the summaries.
+
+    Repeats rather than one bigger run: a burst of more than 1,000 concurrent unary calls
+    makes the coordinator's gRPC server cancel some of them (gRPC's default
+    ``grpc.server.max_pending_requests`` is 1,000)."""
     recordings = {
         role: await Recording.start(pid, out_dir / f"profile-{role}.txt", out_dir / "py-spy.log")
         for role, pid in system.profile_targets().items()
     }
     await asyncio.sleep(1.0)  # py-spy attaches
+    meter = CpuMeter({role: functools.partial(list, [pid]) for role, pid in system.profile_targets().items()})
+    seconds = 0.0
+    meter.start()
     try:
-        seconds = await system.throughput(workflows, steps)
+        for _ in range(repeats):
+            seconds += await system.throughput(workflows, steps)
     finally:
+        used = meter.stop()
         for recording in recordings.values():
             await recording.stop()
-    total = workflows * steps
+    total = workflows * steps * repeats
     sections = [
-        f"{workflows:,} workflows x {steps} steps = {total:,} steps in {seconds:.2f} s "
+        f"{repeats} runs of (b), {workflows:,} workflows x {steps} steps: {total:,} steps in {seconds:.2f} s "
         f"({total / seconds:,.0f} steps/s under the profiler)."
     ]
     for role, recording in recordings.items():
         if recording.output.exists():
-            sections.append(summarize(recording.output, role, total))
+            sections.append(summarize(recording.output, role, total, used[role]))
         else:
             sections.append(f"### {role}\n\npy-spy wrote no profile; see {out_dir / 'py-spy.log'}\n")
     return sections
