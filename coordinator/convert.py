@@ -15,7 +15,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator import validation
-from coordinator.errors import InvalidArgument
+from coordinator.errors import CoordinatorError, InvalidArgument
 from coordinator.models import (
     Abandon,
     AbandonReason,
@@ -54,6 +54,8 @@ _WF_FROM_PB = {v: k for k, v in _WF_TO_PB.items()}
 _STEP_TO_PB = {s: getattr(pb, "STEP_STATUS_" + s.value) for s in StepStatus}
 _ABANDON_TO_PB = {r: wpb.AbandonReason.Value("ABANDON_REASON_" + r.name) for r in AbandonReason}
 MAX_PAGE_SIZE = 1000
+MAX_BATCH_STARTS = 1000
+MAX_AWAITED = 10_000
 
 # --- shared -----------------------------------------------------------------------------
 
@@ -61,9 +63,8 @@ MAX_PAGE_SIZE = 1000
 def _ts(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    # Timestamp.FromDatetime is pure Python and slow; this is the same for aware datetimes.
+    return Timestamp(seconds=int(value.timestamp()), nanos=value.microsecond * 1000)
 
 
 def payload_in(what: str, p: pb.Payload, max_bytes: int) -> Payload:
@@ -136,6 +137,38 @@ def start_request(req: cpb.StartWorkflowRequest, max_bytes: int) -> StartRequest
         workflow_id=validation.identifier("workflow_id", req.workflow_id, optional=True),
         input=payload_in("input", req.input, max_bytes),
     )
+
+
+def start_requests(req: cpb.StartWorkflowsRequest, max_bytes: int) -> list[StartRequest | InvalidArgument]:
+    """The starts of a batch; a malformed one becomes its error, the others go on."""
+    if len(req.requests) > MAX_BATCH_STARTS:
+        raise InvalidArgument(f"{len(req.requests)} starts in one call; the limit is {MAX_BATCH_STARTS}")
+    out: list[StartRequest | InvalidArgument] = []
+    for r in req.requests:
+        try:
+            out.append(start_request(r, max_bytes))
+        except InvalidArgument as exc:
+            out.append(exc)
+    return out
+
+
+def start_outcome(outcome: tuple[WorkflowRecord, bool] | BaseException) -> cpb.StartWorkflowOutcome:
+    if isinstance(outcome, CoordinatorError):
+        return cpb.StartWorkflowOutcome(
+            error=pb.ErrorStatus(code=outcome.code.value[0], message=str(outcome))
+        )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    record, created = outcome
+    return cpb.StartWorkflowOutcome(
+        started=cpb.StartWorkflowResponse(workflow=workflow_info(record), created=created)
+    )
+
+
+def awaited_ids(req: cpb.AwaitWorkflowsRequest) -> list[str]:
+    if len(req.workflow_ids) > MAX_AWAITED:
+        raise InvalidArgument(f"{len(req.workflow_ids)} workflows in one wait; the limit is {MAX_AWAITED}")
+    return [validation.identifier("workflow_id", i) for i in req.workflow_ids]
 
 
 def workflow_filter(req: cpb.ListWorkflowsRequest) -> WorkflowFilter:

@@ -132,7 +132,7 @@ class Dispatcher:
                     "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
                 )
                 self._stats.poisoned += 1
-                self._waiters.notify(record.workflow_id)
+                self._waiters.notify(record.workflow_id, record)
                 continue
             if record.epoch > 1:
                 self._stats.recoveries += 1

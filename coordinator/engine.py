@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from coordinator.config import Settings
@@ -91,6 +92,11 @@ class Engine:
     async def start_workflow(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
         return await self.starter.start(request)
 
+    async def start_workflows(
+        self, requests: list[StartRequest]
+    ) -> list[tuple[WorkflowRecord, bool] | BaseException]:
+        return await self.starter.start_many(requests)
+
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         async with self.db.connection() as conn:
             record = await workflows.get(conn, workflow_id)
@@ -100,14 +106,37 @@ class Engine:
 
     async def await_workflow(self, workflow_id: str, timeout: float) -> WorkflowRecord:
         """The workflow once final, or as it is when ``timeout`` seconds have passed."""
+        done, not_found = await self.await_workflows([workflow_id], timeout)
+        if not_found:
+            raise NotFound(f"workflow {workflow_id!r} does not exist")
+        return done[0] if done else await self.get_workflow(workflow_id)
+
+    async def await_workflows(
+        self, workflow_ids: Sequence[str], timeout: float
+    ) -> tuple[list[WorkflowRecord], list[str]]:
+        """Waits up to ``timeout`` seconds for the first of the workflows to be final.
+
+        Returns the final ones (none if the wait ended first) and the IDs that do not exist.
+        Each call reads the workflows once; completions while it waits arrive with their
+        record from the statement that finished them.
+        """
         timeout = min(max(timeout, 0.0), MAX_AWAIT_SECONDS)
-        with self.waiters.registered(workflow_id) as finished:
-            record = await self.get_workflow(workflow_id)
-            if record.status.done or timeout == 0:
-                return record
+        ids = list(dict.fromkeys(workflow_ids))
+        with self.waiters.watching(ids) as watch:
+            async with self.db.connection() as conn:
+                found = await workflows.get_many(conn, ids)
+            not_found = [i for i in ids if i not in found]
+            done = [r for r in found.values() if r.status.done]
+            if done or timeout == 0 or not found:
+                return done, not_found
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished, timeout)
-        return await self.get_workflow(workflow_id)
+                await asyncio.wait_for(watch.event.wait(), timeout)
+            finished = dict(watch.done)
+        reread = [i for i, r in finished.items() if r is None]
+        if reread:
+            async with self.db.connection() as conn:
+                finished.update(await workflows.get_many(conn, reread))
+        return [r for r in finished.values() if r is not None and r.status.done], not_found
 
     async def list_workflows(self, f: WorkflowFilter) -> list[WorkflowRecord]:
         async with self.db.connection() as conn:

@@ -27,6 +27,7 @@ from coordinator.models import (
     StepStart,
     StepStatus,
     WorkflowAck,
+    WorkflowRecord,
     WorkflowResult,
     WorkflowStatus,
 )
@@ -126,7 +127,7 @@ class Recorder:
         else:
             async with self._db.connection() as conn:
                 refused = await steps.upsert(conn, writes) if writes else set()
-                completed = await workflows.complete(conn, outcomes) if outcomes else set()
+                completed = await workflows.complete(conn, outcomes) if outcomes else {}
         for key, item in step_items.items():
             if item.ack and key not in refused:
                 w = item.write
@@ -135,8 +136,9 @@ class Recorder:
             await self._answer_refused_steps({k: step_items[k] for k in refused})
         unfinished = [p for p in outcome_items if p.outcome.workflow_id not in completed]
         for p in outcome_items:
-            if p.outcome.workflow_id in completed:
-                self._finished(p.session, p.outcome.workflow_id, p.outcome.epoch, p.outcome.status)
+            record = completed.get(p.outcome.workflow_id)
+            if record is not None:
+                self._finished(p.session, p.outcome.workflow_id, p.outcome.epoch, p.outcome.status, record)
         if unfinished:
             await self._answer_refused_outcomes(unfinished)
 
@@ -144,12 +146,19 @@ class Recorder:
         """Answers go to the worker's current session (it resends what a dead one lost)."""
         return self._sessions.get(session.worker_id) or session
 
-    def _finished(self, session: Session, workflow_id: str, epoch: int, status: WorkflowStatus) -> None:
+    def _finished(
+        self,
+        session: Session,
+        workflow_id: str,
+        epoch: int,
+        status: WorkflowStatus,
+        record: WorkflowRecord | None = None,
+    ) -> None:
         for s in {session, self._reply(session)}:
             if s.held.get(workflow_id) == epoch:
                 del s.held[workflow_id]
         self._reply(session).send(WorkflowAck(workflow_id, epoch, status))
-        self._waiters.notify(workflow_id)
+        self._waiters.notify(workflow_id, record)
         self._dispatcher.poke()
 
     def _abandon(
@@ -241,7 +250,7 @@ class Recorder:
             elif record.epoch == o.epoch and record.status.done:
                 # Resent after a reconnect (or retried after an unanswered commit) and
                 # already final under this epoch: acknowledge with the recorded status.
-                self._finished(p.session, o.workflow_id, o.epoch, record.status)
+                self._finished(p.session, o.workflow_id, o.epoch, record.status, record)
             elif record.status.done:
                 self._abandon(
                     p.session,

@@ -66,12 +66,9 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
     async def AwaitWorkflow(
         self, request: cpb.AwaitWorkflowRequest, context: Any
     ) -> cpb.AwaitWorkflowResponse:
-        timeout = request.timeout_ms / 1000
-        remaining = context.time_remaining()
-        if remaining is not None:
-            # Answer a little before the caller's deadline, so that it gets the state.
-            timeout = min(timeout, max(remaining - 0.05, 0.0))
-        record = await self._engine.await_workflow(_workflow_id(request.workflow_id), timeout)
+        record = await self._engine.await_workflow(
+            _workflow_id(request.workflow_id), _wait(request.timeout_ms, context)
+        )
         return cpb.AwaitWorkflowResponse(workflow=convert.workflow_info(record), done=record.status.done)
 
     @_statuses
@@ -86,9 +83,37 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
         )
 
     @_statuses
+    async def StartWorkflows(
+        self, request: cpb.StartWorkflowsRequest, context: Any
+    ) -> cpb.StartWorkflowsResponse:
+        parsed = convert.start_requests(request, self._max)
+        valid = [r for r in parsed if not isinstance(r, CoordinatorError)]
+        started = iter(await self._engine.start_workflows(valid))
+        outcomes = [r if isinstance(r, CoordinatorError) else next(started) for r in parsed]
+        return cpb.StartWorkflowsResponse(outcomes=[convert.start_outcome(o) for o in outcomes])
+
+    @_statuses
+    async def AwaitWorkflows(
+        self, request: cpb.AwaitWorkflowsRequest, context: Any
+    ) -> cpb.AwaitWorkflowsResponse:
+        done, not_found = await self._engine.await_workflows(
+            convert.awaited_ids(request), _wait(request.timeout_ms, context)
+        )
+        return cpb.AwaitWorkflowsResponse(done=[convert.workflow_info(r) for r in done], not_found=not_found)
+
+    @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
         found = await self._engine.list_steps(_workflow_id(request.workflow_id))
         return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])
+
+
+def _wait(timeout_ms: int, context: Any) -> float:
+    """Seconds to wait: as asked, but ending a little before the caller's deadline."""
+    timeout: float = timeout_ms / 1000
+    remaining = context.time_remaining()
+    if remaining is not None:
+        timeout = min(timeout, max(remaining - 0.05, 0.0))
+    return timeout
 
 
 def _workflow_id(value: str) -> str:

@@ -44,9 +44,22 @@ class Starter:
 
     async def start(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
         """Records a workflow for a client; returns it and whether this call created it."""
-        future: asyncio.Future[tuple[WorkflowRecord, bool]] = asyncio.get_running_loop().create_future()
-        self.batcher.add(PendingStart(_with_id(request), None, future))
-        return await future
+        [outcome] = await self.start_many([request])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def start_many(
+        self, requests: list[StartRequest]
+    ) -> list[tuple[WorkflowRecord, bool] | BaseException]:
+        """Records workflows for a client, in the same batch; one outcome per request."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[WorkflowRecord, bool]]] = []
+        for request in requests:
+            future: asyncio.Future[tuple[WorkflowRecord, bool]] = loop.create_future()
+            futures.append(future)
+            self.batcher.add(PendingStart(_with_id(request), None, future))
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     def start_local(self, session: Session, request: StartRequest) -> None:
         """Records a workflow that ``session``'s worker runs itself; answers on its stream."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import grpc
 
 from worker_sdk import _serde, _transport, errors
+from worker_sdk._coalesce import MAX_STARTS_PER_CALL, Awaiter, Batcher
 from worker_sdk._decorators import Workflow
 from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
 
@@ -23,6 +22,8 @@ class Client:
         self._api_key = _transport.api_key_or_env(api_key)
         self._channel: grpc.aio.Channel | None = None
         self._calls_: _transport.ClientCalls | None = None
+        self._starts_: Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]] | None = None
+        self._awaiter_: Awaiter | None = None
 
     @property
     def _calls(self) -> _transport.ClientCalls:
@@ -32,6 +33,18 @@ class Client:
             self._calls_ = _transport.ClientCalls(self._channel, self._api_key)
         return self._calls_
 
+    @property
+    def _starts(self) -> Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]]:
+        if self._starts_ is None:
+            self._starts_ = Batcher(self._calls.start_workflows, MAX_STARTS_PER_CALL)
+        return self._starts_
+
+    @property
+    def _awaiter(self) -> Awaiter:
+        if self._awaiter_ is None:
+            self._awaiter_ = Awaiter(self._calls.await_workflows)
+        return self._awaiter_
+
     async def __aenter__(self) -> Client:
         return self
 
@@ -39,9 +52,11 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        if self._awaiter_ is not None:
+            await self._awaiter_.close()
         if self._channel is not None:
             await self._channel.close()
-            self._channel = self._calls_ = None
+        self._channel = self._calls_ = self._starts_ = self._awaiter_ = None
 
     async def start_workflow(
         self, workflow: str | Workflow[Any, Any], /, *args: Any, workflow_id: str | None = None, **kwargs: Any
@@ -53,7 +68,8 @@ class Client:
         """
         name = workflow.name if isinstance(workflow, Workflow) else workflow
         data = _serde.encode_input(args, kwargs, f"the input of workflow {name!r}")
-        info, _ = await self._calls.start_workflow(name, workflow_id or "", data)
+        # Starts made in the same event-loop turn leave together in one StartWorkflows call.
+        info, _ = await self._starts.submit((name, workflow_id or "", data))
         return WorkflowHandle(self, info.workflow_id)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
@@ -128,15 +144,11 @@ class WorkflowHandle:
         Raises WorkflowFailedError (with the rebuilt original error as ``__cause__``) if it
         failed, and TimeoutError if it is still running after ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
-            info, done = await self.client._calls.await_workflow(self.workflow_id, wait)
-            if done:
-                return _outcome(info)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"workflow {self.workflow_id!r} is still {info.status.value}")
-            await asyncio.sleep(0)
+        try:
+            info = await self.client._awaiter.wait(self.workflow_id, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"workflow {self.workflow_id!r} is still running after {timeout} s") from None
+        return _outcome(info)
 
 
 def _outcome(info: WorkflowInfo) -> Any:

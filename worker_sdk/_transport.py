@@ -341,6 +341,41 @@ class ClientCalls:
             raise translate(exc) from None
         return workflow_info(r.workflow), r.created
 
+    async def start_workflows(
+        self, starts: Sequence[tuple[str, str, bytes]]
+    ) -> list[tuple[WorkflowInfo, bool] | errors.SteplineError]:
+        """Many starts in one call: (name, workflow_id, input) each; an outcome for each."""
+        request = cpb.StartWorkflowsRequest(
+            requests=[
+                cpb.StartWorkflowRequest(
+                    workflow_name=name, workflow_id=workflow_id, input=pb.Payload(data=data, encoding="json")
+                )
+                for name, workflow_id, data in starts
+            ]
+        )
+        try:
+            r = await self._stub.StartWorkflows(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        out: list[tuple[WorkflowInfo, bool] | errors.SteplineError] = []
+        for o in r.outcomes:
+            if o.WhichOneof("outcome") == "started":
+                out.append((workflow_info(o.started.workflow), o.started.created))
+            else:
+                out.append(translate_code(o.error.code, o.error.message))
+        return out
+
+    async def await_workflows(
+        self, workflow_ids: Sequence[str], timeout: float
+    ) -> tuple[list[WorkflowInfo], list[str]]:
+        """Waits for the first of the workflows to be final; returns the final ones and unknown IDs."""
+        request = cpb.AwaitWorkflowsRequest(workflow_ids=list(workflow_ids), timeout_ms=int(timeout * 1000))
+        try:
+            r = await self._stub.AwaitWorkflows(request, metadata=self._metadata, timeout=timeout + 10)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return [workflow_info(w) for w in r.done], list(r.not_found)
+
     async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
         try:
             r = await self._stub.GetWorkflow(

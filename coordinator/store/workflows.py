@@ -84,7 +84,7 @@ async def get(conn: Connection, workflow_id: str) -> WorkflowRecord | None:
     return (await get_many(conn, [workflow_id])).get(workflow_id)
 
 
-_COMPLETE = """
+_COMPLETE = f"""
 UPDATE workflows AS w
 SET status = b.status, output = b.output, output_encoding = b.output_encoding, error = b.error,
     owner_id = NULL, completed_at = b.at, updated_at = b.at
@@ -96,12 +96,12 @@ FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::t
 -- written) or waits for this transaction.
 WHERE w.workflow_id = b.workflow_id AND w.epoch = b.epoch AND w.owner_id = b.owner_id
   AND w.status = 'RUNNING'
-RETURNING w.workflow_id
+RETURNING {", ".join("w." + c.strip() for c in rows.WORKFLOW_COLUMNS.split(","))}
 """
 
 
-async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> set[str]:
-    """Writes final results whose execution is still current; returns their workflow IDs."""
+async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> dict[str, WorkflowRecord]:
+    """Writes final results whose execution is still current; returns their final records."""
     result = await conn.fetch(
         _COMPLETE,
         [o.workflow_id for o in outcomes],
@@ -113,7 +113,7 @@ async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> set[str]:
         [rows.error_to_json(o.error) for o in outcomes],
         [o.at for o in outcomes],
     )
-    return {r[0] for r in result}
+    return {r[0]: rows.workflow(r) for r in result}
 
 
 # Shared by both claims: take ownership under a new epoch, or, for a workflow recovered

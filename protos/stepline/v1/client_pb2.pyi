@@ -303,3 +303,139 @@ class ListStepsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
+
+@_typing.final
+class StartWorkflowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___StartWorkflowRequest]:
+        """The starts, at most 1,000; each as in StartWorkflow."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___StartWorkflowRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartWorkflowsRequest: _TypeAlias = StartWorkflowsRequest  # noqa: Y015
+
+@_typing.final
+class StartWorkflowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StartWorkflowOutcome]:
+        """One outcome per request, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___StartWorkflowOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartWorkflowsResponse: _TypeAlias = StartWorkflowsResponse  # noqa: Y015
+
+@_typing.final
+class StartWorkflowOutcome(_message.Message):
+    """How one start of a StartWorkflows call went."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def started(self) -> Global___StartWorkflowResponse:
+        """It was recorded, or the workflow ID existed (see `created`)."""
+
+    @_builtins.property
+    def error(self) -> _common_pb2.ErrorStatus:
+        """It was refused, with the status StartWorkflow would have answered; nothing was
+        recorded for it.
+        """
+
+    def __init__(
+        self,
+        *,
+        started: Global___StartWorkflowResponse | None = ...,
+        error: _common_pb2.ErrorStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "started", b"started"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "started", b"started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["started", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___StartWorkflowOutcome: _TypeAlias = StartWorkflowOutcome  # noqa: Y015
+
+@_typing.final
+class AwaitWorkflowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_IDS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    timeout_ms: _builtins.int
+    """How long to wait, in milliseconds, for the first of them to finish, as in
+    AwaitWorkflow (0 answers at once; at most 60 s; ends before the call's deadline).
+    """
+    @_builtins.property
+    def workflow_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The workflows to wait for, at most 10,000. Unknown IDs are reported in `not_found`."""
+
+    def __init__(
+        self,
+        *,
+        workflow_ids: _abc.Iterable[_builtins.str] | None = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout_ms", b"timeout_ms", "workflow_ids", b"workflow_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitWorkflowsRequest: _TypeAlias = AwaitWorkflowsRequest  # noqa: Y015
+
+@_typing.final
+class AwaitWorkflowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DONE_FIELD_NUMBER: _builtins.int
+    NOT_FOUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def done(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.WorkflowInfo]:
+        """The workflows among those asked for that are in a final status, with input and
+        output. Empty when the wait ended first.
+        """
+
+    @_builtins.property
+    def not_found(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The IDs asked for that no workflow has."""
+
+    def __init__(
+        self,
+        *,
+        done: _abc.Iterable[_common_pb2.WorkflowInfo] | None = ...,
+        not_found: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "not_found", b"not_found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitWorkflowsResponse: _TypeAlias = AwaitWorkflowsResponse  # noqa: Y015

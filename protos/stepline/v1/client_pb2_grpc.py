@@ -60,6 +60,16 @@ class WorkflowServiceStub:
                 request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
                 response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
                 _registered_method=True)
+        self.StartWorkflows = channel.unary_unary(
+                '/stepline.v1.WorkflowService/StartWorkflows',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.AwaitWorkflows = channel.unary_unary(
+                '/stepline.v1.WorkflowService/AwaitWorkflows',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -103,6 +113,23 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartWorkflows(self, request, context):
+        """StartWorkflow for many workflows in one call (clients coalesce concurrent starts into
+        it). Each start succeeds or fails on its own; the call itself fails only when the
+        request as a whole is malformed (more than 1,000 starts) or the service is unavailable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AwaitWorkflows(self, request, context):
+        """Waits until at least one of the given workflows is in a final status, or the wait
+        ends, and returns those that are final (clients coalesce concurrent waits into it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +157,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ListSteps,
                     request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.FromString,
                     response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.SerializeToString,
+            ),
+            'StartWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartWorkflows,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.SerializeToString,
+            ),
+            'AwaitWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.AwaitWorkflows,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +305,60 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/ListSteps',
             protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
             protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/StartWorkflows',
+            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/AwaitWorkflows',
+            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

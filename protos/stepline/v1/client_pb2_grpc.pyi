@@ -53,6 +53,15 @@ class WorkflowServiceStub:
     """Lists workflows matching filters, oldest first unless `descending`, one page at a time."""
     ListSteps: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListStepsRequest, _client_pb2.ListStepsResponse]
     """Lists the recorded steps of one workflow in the order they were first recorded."""
+    StartWorkflows: _grpc.UnaryUnaryMultiCallable[_client_pb2.StartWorkflowsRequest, _client_pb2.StartWorkflowsResponse]
+    """StartWorkflow for many workflows in one call (clients coalesce concurrent starts into
+    it). Each start succeeds or fails on its own; the call itself fails only when the
+    request as a whole is malformed (more than 1,000 starts) or the service is unavailable.
+    """
+    AwaitWorkflows: _grpc.UnaryUnaryMultiCallable[_client_pb2.AwaitWorkflowsRequest, _client_pb2.AwaitWorkflowsResponse]
+    """Waits until at least one of the given workflows is in a final status, or the wait
+    ends, and returns those that are final (clients coalesce concurrent waits into it).
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -72,6 +81,15 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Lists workflows matching filters, oldest first unless `descending`, one page at a time."""
     ListSteps: _aio.UnaryUnaryMultiCallable[_client_pb2.ListStepsRequest, _client_pb2.ListStepsResponse]  # type: ignore[assignment]
     """Lists the recorded steps of one workflow in the order they were first recorded."""
+    StartWorkflows: _aio.UnaryUnaryMultiCallable[_client_pb2.StartWorkflowsRequest, _client_pb2.StartWorkflowsResponse]  # type: ignore[assignment]
+    """StartWorkflow for many workflows in one call (clients coalesce concurrent starts into
+    it). Each start succeeds or fails on its own; the call itself fails only when the
+    request as a whole is malformed (more than 1,000 starts) or the service is unavailable.
+    """
+    AwaitWorkflows: _aio.UnaryUnaryMultiCallable[_client_pb2.AwaitWorkflowsRequest, _client_pb2.AwaitWorkflowsResponse]  # type: ignore[assignment]
+    """Waits until at least one of the given workflows is in a final status, or the wait
+    ends, and returns those that are final (clients coalesce concurrent waits into it).
+    """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts and inspects workflows. Safe to call from any language and any number of clients."""
@@ -118,5 +136,26 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListStepsResponse, _abc.Awaitable[_client_pb2.ListStepsResponse]]:
         """Lists the recorded steps of one workflow in the order they were first recorded."""
+
+    @_abc_1.abstractmethod
+    def StartWorkflows(
+        self,
+        request: _client_pb2.StartWorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.StartWorkflowsResponse, _abc.Awaitable[_client_pb2.StartWorkflowsResponse]]:
+        """StartWorkflow for many workflows in one call (clients coalesce concurrent starts into
+        it). Each start succeeds or fails on its own; the call itself fails only when the
+        request as a whole is malformed (more than 1,000 starts) or the service is unavailable.
+        """
+
+    @_abc_1.abstractmethod
+    def AwaitWorkflows(
+        self,
+        request: _client_pb2.AwaitWorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.AwaitWorkflowsResponse, _abc.Awaitable[_client_pb2.AwaitWorkflowsResponse]]:
+        """Waits until at least one of the given workflows is in a final status, or the wait
+        ends, and returns those that are final (clients coalesce concurrent waits into it).
+        """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
