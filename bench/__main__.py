@@ -6,6 +6,7 @@
     python -m bench --skip-dbos     # Stepline alone (DBOS is the `bench` extra)
     python -m bench --with-10m      # (f) also at 10M recorded steps (takes minutes)
     python -m bench --profile       # also py-spy the coordinator and worker during (b) runs
+    python -m bench --dbos-threads 32   # bound DBOS's thread pool (default: unbounded)
     python -m bench --database-url postgresql://...   # instead of an embedded PostgreSQL
 
 Logs of every process, the marks files and profiles go to bench/out/run-<time>/.
@@ -23,6 +24,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import functools
 import logging
@@ -50,6 +52,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-dbos", action="store_true", help="run Stepline only")
     parser.add_argument("--with-10m", action="store_true", help="(f) also with 10M recorded steps")
     parser.add_argument("--profile", action="store_true", help="py-spy Stepline's processes during (b)")
+    parser.add_argument(
+        "--dbos-threads",
+        type=int,
+        default=None,
+        help="DBOS max_executor_threads (default: DBOS's, unbounded)",
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL to use (default: embedded)")
     parser.add_argument("--results", type=Path, default=None, help="where to write the results (markdown)")
     args = parser.parse_args(argv)
@@ -72,11 +80,12 @@ async def run(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
     if args.with_10m:
         extra = 10 * sizes.fill_levels[0] if args.quick else TEN_MILLION
-        sizes = type(sizes)(**{**sizes.__dict__, "fill_levels": (*sizes.fill_levels, extra)})
+        sizes = dataclasses.replace(sizes, fill_levels=(*sizes.fill_levels, extra))
     started = datetime.datetime.now(datetime.UTC)
     out_dir = OUT / f"run-{started:%Y%m%d-%H%M%S}"
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = machine.load_average()
+    commit = machine.git_commit()
     results = report.Results()
     with_dbos = not args.skip_dbos
     if with_dbos and not dbos_side.available():
@@ -91,7 +100,9 @@ async def run(args: argparse.Namespace) -> int:
     try:
         log.info("PostgreSQL at %s; output in %s", pg.admin_url, out_dir)
         if with_dbos:
-            systems.append(await dbos_side.Dbos.start(pg, out_dir))
+            systems.append(await dbos_side.Dbos.start(pg, out_dir, args.dbos_threads))
+            if args.dbos_threads is not None:
+                results.details.append(f"DBOS ran with max_executor_threads={args.dbos_threads}.")
         stepline = await Stepline.start(pg, out_dir)
         systems.append(stepline)
         bench = Bench(systems, sizes, pg, out_dir, results)
@@ -110,7 +121,7 @@ async def run(args: argparse.Namespace) -> int:
 
     text = report.markdown(
         results,
-        machine=machine.describe(described),
+        machine=machine.describe(described, commit),
         command=shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
         started=started,
         load_before=load_before,

@@ -1,6 +1,6 @@
 """A DBOS Transact application process running the benchmark workflows in-process.
 
-    python -m bench.dbos_app --database-url URL --executor-id ID
+    python -m bench.dbos_app --database-url URL --executor-id ID [--max-threads N]
 
 Launches DBOS (which recovers this executor's pending workflows), prints ``dbos ready``,
 then answers one JSON command per stdin line with one ``BENCH {json}`` stdout line.
@@ -140,7 +140,7 @@ async def _answer(command: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown command {kind!r}")
 
 
-async def serve(database_url: str, executor_id: str) -> None:
+async def serve(database_url: str, executor_id: str, max_threads: int | None) -> None:
     config: DBOSConfig = {
         "name": "stepline-bench",
         "system_database_url": database_url,
@@ -151,6 +151,9 @@ async def serve(database_url: str, executor_id: str) -> None:
         "application_version": executor_id,
         "log_level": "WARNING",
     }
+    if max_threads is not None:
+        # DBOS runs its database calls in a thread pool, unbounded by default.
+        config["max_executor_threads"] = max_threads
     DBOS(config=config)
     DBOS.launch()
     print("dbos ready", flush=True)
@@ -170,8 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dbos_app")
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--executor-id", required=True)
+    parser.add_argument("--max-threads", type=int, default=None)
     args = parser.parse_args()
-    asyncio.run(serve(args.database_url, args.executor_id))
+    asyncio.run(serve(args.database_url, args.executor_id, args.max_threads))
 
 
 if __name__ == "__main__":

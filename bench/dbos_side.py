@@ -38,16 +38,19 @@ def available() -> bool:
 class Dbos:
     label = "DBOS"
 
-    def __init__(self, url: str, app: Child, out_dir: Path) -> None:
+    def __init__(self, url: str, app: Child, out_dir: Path, max_threads: int | None) -> None:
         self.url = url
         self.app = app
         self.out_dir = out_dir
+        self.max_threads = max_threads
         self._started = 0
 
     @classmethod
-    async def start(cls, pg: Postgres, out_dir: Path) -> Dbos:
+    async def start(cls, pg: Postgres, out_dir: Path, max_threads: int | None = None) -> Dbos:
+        """DBOS with its default settings, except ``max_executor_threads`` when given."""
         url = await pg.create_database(DATABASE)
-        system = cls(url, await _spawn_app(url, "bench-main", out_dir / "dbos-main.log"), out_dir)
+        app = await _spawn_app(url, "bench-main", out_dir / "dbos-main.log", max_threads)
+        system = cls(url, app, out_dir, max_threads)
         await system.command("ping")
         return system
 
@@ -114,9 +117,8 @@ class Dbos:
 
     async def _recovery_app(self) -> Child:
         self._started += 1
-        return await _spawn_app(
-            self.url, "bench-recovery", self.out_dir / f"dbos-recovery-{self._started}.log"
-        )
+        log = self.out_dir / f"dbos-recovery-{self._started}.log"
+        return await _spawn_app(self.url, "bench-recovery", log, self.max_threads)
 
     async def fill(self, steps: int) -> None:
         conn = await asyncpg.connect(self.url)
@@ -139,10 +141,11 @@ class Dbos:
         return {"worker": lambda: [self.app.pid]}
 
 
-async def _spawn_app(url: str, executor_id: str, log: Path) -> Child:
+async def _spawn_app(url: str, executor_id: str, log: Path, max_threads: int | None) -> Child:
+    threads = ["--max-threads", str(max_threads)] if max_threads is not None else []
     app, _ = await spawn(
         "bench.dbos_app",
-        ["--database-url", url, "--executor-id", executor_id],
+        ["--database-url", url, "--executor-id", executor_id, *threads],
         name=f"dbos-{executor_id}",
         log=log,
         ready="dbos ready",

@@ -69,8 +69,15 @@ def git_commit() -> str:
     return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def describe(postgres: dict[str, str]) -> list[tuple[str, str]]:
-    """(what, value) pairs describing this machine and run."""
+def describe(postgres: dict[str, str], commit_at_start: str) -> list[tuple[str, str]]:
+    """(what, value) pairs describing this machine and run.
+
+    The commit is taken at the start and at the end: other work may commit in the same
+    tree while the benchmark runs, and processes started later would run newer code.
+    """
+    commit = git_commit()
+    if commit != commit_at_start:
+        commit = f"{commit_at_start} at the start, {commit} at the end (the code changed during the run)"
     return [
         ("CPU", cpu_model()),
         ("cores", str(os.cpu_count())),
@@ -79,5 +86,5 @@ def describe(postgres: dict[str, str]) -> list[tuple[str, str]]:
         ("Python", f"{platform.python_implementation()} {sys.version.split()[0]}"),
         ("PostgreSQL", f"{postgres.get('version', '?')} ({postgres.get('settings', '')})"),
         ("packages", ", ".join(f"{k} {v}" for k, v in versions().items())),
-        ("commit", git_commit()),
+        ("commit", commit),
     ]

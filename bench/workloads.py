@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.machine import load_average
 from bench.postgres import Postgres
 from bench.report import Results, Target, number
 from bench.resources import CpuMeter
@@ -112,6 +113,7 @@ class Bench:
             if name in only:
                 started = time.monotonic()
                 log.info("workload %s ...", name)
+                self.results.details.append(f"load average when workload {name} started: {load_average()}")
                 try:
                     await getattr(self, "workload_" + name)()
                 except Exception as exc:  # the other workloads' figures are still worth having
