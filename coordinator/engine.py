@@ -227,22 +227,22 @@ class Engine:
         session.last_seen = time.monotonic()
         now = datetime.now(UTC)
         for ev in events:
-            kind = type(ev)
-            if kind is StepResult:
-                self.recorder.step_result(session, ev, now)  # type: ignore[arg-type]
-            elif kind is StepStart:
-                self.recorder.step_start(session, ev, now)  # type: ignore[arg-type]
-            elif kind is WorkflowResult:
-                self.recorder.workflow_result(session, ev, now)  # type: ignore[arg-type]
-            elif kind is StartRequest:
-                self.starter.start_local(session, ev)  # type: ignore[arg-type]
-            elif kind is Heartbeat:
-                session.send(HeartbeatAck(ev.sequence))  # type: ignore[union-attr]
-            elif kind is Release:
-                task = asyncio.create_task(self._release(session, ev))  # type: ignore[arg-type]
+            # The most frequent kinds first.
+            if isinstance(ev, StepResult):
+                self.recorder.step_result(session, ev)
+            elif isinstance(ev, StepStart):
+                self.recorder.step_start(session, ev)
+            elif isinstance(ev, WorkflowResult):
+                self.recorder.workflow_result(session, ev, now)
+            elif isinstance(ev, StartRequest):
+                self.starter.start_local(session, ev)
+            elif isinstance(ev, Heartbeat):
+                session.send(HeartbeatAck(ev.sequence))
+            elif isinstance(ev, Release):
+                task = asyncio.create_task(self._release(session, ev))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-            elif kind is Drain:
+            elif isinstance(ev, Drain):
                 log.info("worker %s is draining", session.worker_id)
                 session.draining = True
 

@@ -9,6 +9,7 @@ told to Abandon, a name clash is Rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,7 +71,7 @@ class Recorder:
         self._waiters = waiters
         self.batcher: Batcher[Pending] = Batcher("steps", self._flush, self._fail)
 
-    def step_start(self, session: Session, ev: StepStart, now: datetime) -> None:
+    def step_start(self, session: Session, ev: StepStart) -> None:
         write = StepWrite(
             ev.workflow_id,
             ev.epoch,
@@ -81,12 +82,10 @@ class Recorder:
             None,
             None,
             ev.attempt,
-            now,
-            None,
         )
         self.batcher.add(PendingStep(session, write, False))
 
-    def step_result(self, session: Session, ev: StepResult, now: datetime) -> None:
+    def step_result(self, session: Session, ev: StepResult) -> None:
         status = StepStatus.FAILED if ev.error is not None else StepStatus.SUCCEEDED
         write = StepWrite(
             ev.workflow_id,
@@ -98,8 +97,6 @@ class Recorder:
             ev.output,
             ev.error,
             ev.attempt,
-            now,
-            now,
         )
         self.batcher.add(PendingStep(session, write, True))
 
@@ -121,11 +118,11 @@ class Recorder:
         writes = [p.write for p in step_items.values()]
         outcomes = [p.outcome for p in outcome_items]
         if writes and outcomes:
-            async with self._db.transaction() as conn:
+            async with self._db.writer() as conn, conn.transaction():
                 refused = await steps.upsert(conn, writes)
                 completed = await workflows.complete(conn, outcomes)
         else:
-            async with self._db.connection() as conn:
+            async with self._db.writer() as conn:
                 refused = await steps.upsert(conn, writes) if writes else set()
                 completed = await workflows.complete(conn, outcomes) if outcomes else {}
         for key, item in step_items.items():
@@ -283,19 +280,8 @@ class Recorder:
 
 
 def _merge(earlier: PendingStep, later: PendingStep) -> PendingStep:
-    """One write per step per batch: the later event wins, the earliest start time stays."""
+    """One write per step per batch: the later event wins, with the most attempts seen."""
     a, b = earlier.write, later.write
-    write = StepWrite(
-        b.workflow_id,
-        b.epoch,
-        b.worker_id,
-        b.step_id,
-        b.name,
-        b.status,
-        b.output,
-        b.error,
-        max(a.attempts, b.attempts),
-        min(a.started_at, b.started_at),
-        b.completed_at,
-    )
-    return PendingStep(later.session, write, earlier.ack or later.ack)
+    if a.attempts > b.attempts:
+        b = dataclasses.replace(b, attempts=a.attempts)
+    return PendingStep(later.session, b, earlier.ack or later.ack)

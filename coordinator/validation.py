@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from coordinator.errors import InvalidArgument
 from coordinator.models import Payload
@@ -36,8 +36,9 @@ def payload(what: str, data: bytes, encoding: str, max_bytes: int) -> Payload:
             f"{what} is {len(data)} bytes; the limit is {max_bytes} (STEPLINE_MAX_PAYLOAD_BYTES)"
         )
     if encoding == "json":
+        # Parsed only to be checked (strict JSON: no NaN); the bytes are stored as sent.
         try:
-            json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
     return Payload(data, encoding)

@@ -43,10 +43,13 @@ async def _keep_session(conn: Connection) -> None:
 
 
 class Database:
-    """An asyncpg pool that reports whether PostgreSQL answered the last time it was asked."""
+    """An asyncpg pool, plus one dedicated connection for the per-step write path, that
+    reports whether PostgreSQL answered the last time it was asked."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, url: str) -> None:
         self._pool = pool
+        self._url = url
+        self._writer: Any = None
         self.healthy = True
 
     @classmethod
@@ -69,20 +72,21 @@ class Database:
             )
         except Exception as exc:
             raise translate(exc) from exc
-        return cls(pool)
+        return cls(pool, url)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.terminate()
         try:
             await asyncio.wait_for(self._pool.close(), timeout=5)
         except (TimeoutError, *TRANSIENT):
             self._pool.terminate()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection; errors leave as CoordinatorErrors, and mark health."""
+    async def _translated(self) -> AsyncIterator[None]:
+        """Errors leave as CoordinatorErrors; whether PostgreSQL answered is remembered."""
         try:
-            async with self._pool.acquire(timeout=10) as conn:
-                yield conn
+            yield
         except Exception as exc:
             if isinstance(exc, TRANSIENT):
                 if self.healthy:
@@ -94,6 +98,26 @@ class Database:
         self.healthy = True
 
     @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection."""
+        async with self._translated(), self._pool.acquire(timeout=10) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.connection() as conn, conn.transaction():
             yield conn
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[Connection]:
+        """The connection of the per-step write path, held across batches (no pool hand-off
+        per batch). One user at a time; replaced after a failure."""
+        async with self._translated():
+            if self._writer is None or self._writer.is_closed():
+                self._writer = await asyncpg.connect(self._url, statement_cache_size=256)
+            try:
+                yield self._writer
+            except TRANSIENT:
+                self._writer.terminate()
+                self._writer = None
+                raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from coordinator.models import ErrorInfo, Payload, StepRecord, StepStatus
 from coordinator.store import rows
@@ -13,7 +12,10 @@ from coordinator.store.database import Connection
 
 @dataclass(frozen=True, slots=True)
 class StepWrite:
-    """A step's start (status RUNNING) or outcome, as written by execution ``(epoch, worker_id)``."""
+    """A step's start (status RUNNING) or outcome, as written by execution ``(epoch, worker_id)``.
+
+    Its times are taken by the database when it is written.
+    """
 
     workflow_id: str
     epoch: int
@@ -24,17 +26,14 @@ class StepWrite:
     output: Payload | None
     error: ErrorInfo | None
     attempts: int
-    started_at: datetime
-    completed_at: datetime | None
 
 
 _UPSERT = """
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::bytea[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[],
-                         $12::timestamptz[])
+                         $7::bytea[], $8::text[], $9::jsonb[], $10::int[])
         AS b(workflow_id, epoch, worker_id, step_id, name, status, output, output_encoding, error,
-             attempts, started_at, completed_at)
+             attempts)
 ),
 current_owner AS (
     -- FOR SHARE conflicts with the UPDATE that reassigns a workflow (epoch + 1). Either that
@@ -49,8 +48,11 @@ current_owner AS (
 written AS (
     INSERT INTO steps AS s (workflow_seq, step_id, name, status, output, output_encoding, error,
                             attempts, worker_id, epoch, started_at, completed_at)
+    -- Times come from the database clock, per row (clock_timestamp() grows in row order,
+    -- so steps recorded together keep the order they were sent in).
     SELECT o.seq, b.step_id, b.name, b.status, b.output, b.output_encoding, b.error, b.attempts,
-           b.worker_id, b.epoch, b.started_at, b.completed_at
+           b.worker_id, b.epoch, clock_timestamp(),
+           CASE WHEN b.status = 'RUNNING' THEN NULL ELSE clock_timestamp() END
     FROM batch b
     JOIN current_owner o
       ON o.workflow_id = b.workflow_id AND o.epoch = b.epoch AND o.owner_id = b.worker_id
@@ -91,8 +93,6 @@ async def upsert(conn: Connection, writes: Sequence[StepWrite]) -> set[tuple[str
         [w.output.encoding if w.output else None for w in writes],
         [rows.error_to_json(w.error) for w in writes],
         [w.attempts for w in writes],
-        [w.started_at for w in writes],
-        [w.completed_at for w in writes],
     )
     return {(r[0], r[1]) for r in result}
 
