@@ -2,9 +2,15 @@
 
 A batcher owns one background task that takes everything queued since its last write and
 hands it to ``flush`` as one batch. While a batch is being written, new items queue up, so
-the batch size follows the load with no added delay when idle. When PostgreSQL is
-unavailable the same batch is retried with backoff until it succeeds; its items are
-neither lost nor acknowledged meanwhile, so ``flush`` must be safe to repeat.
+the batch size follows the load with no added delay when idle. Batches are capped (200 by
+default): under load, the acknowledgements of a first part go back while the next part is
+written, so worker, coordinator and PostgreSQL work on different parts at once instead of
+taking turns on one big wave (bench (b): 11k -> 16k steps/s; a second batch in flight
+measured no better). When PostgreSQL is
+unavailable the same batch is retried with backoff until it succeeds, and a batch that lost
+a deadlock or serialization conflict (possible with several coordinators on one database)
+is retried at once; its items are neither lost nor acknowledged meanwhile, so ``flush``
+must be safe to repeat.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from coordinator.errors import CoordinatorError, Unavailable
+from coordinator.errors import Conflict, CoordinatorError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ class Batcher(Generic[T]):
         flush: Callable[[list[T]], Awaitable[None]],
         fail: Callable[[list[T], CoordinatorError], None],
         *,
-        max_batch: int = 5000,
+        max_batch: int = 200,
     ) -> None:
         self._name = name
         self._flush = flush
@@ -52,12 +58,12 @@ class Batcher(Generic[T]):
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._items:
-                batch = self._items[: self._max_batch]
-                del self._items[: self._max_batch]
-                await self._write(batch)
+            while not self._items:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self._items[: self._max_batch]
+            del self._items[: self._max_batch]
+            await self._write(batch)
 
     async def _write(self, batch: list[T]) -> None:
         delay = 0.05
@@ -65,6 +71,8 @@ class Batcher(Generic[T]):
             try:
                 await self._flush(batch)
                 return
+            except Conflict as exc:
+                log.info("%s: batch of %d lost a conflict, retrying: %s", self._name, len(batch), exc)
             except Unavailable as exc:
                 log.warning("%s: batch of %d waits for PostgreSQL: %s", self._name, len(batch), exc)
                 await asyncio.sleep(delay)

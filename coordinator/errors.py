@@ -6,6 +6,7 @@
     ├── AlreadyExists                   (ALREADY_EXISTS)    workflow ID owned by another name
     ├── FailedPrecondition              (FAILED_PRECONDITION)
     ├── Unauthenticated                 (UNAUTHENTICATED)   missing or wrong API key
+    ├── Conflict                        (ABORTED)           a deadlock or serialization failure
     └── Unavailable                     (UNAVAILABLE)       PostgreSQL unreachable, shutting down
 
 Low-level errors become these in exactly one place each: asyncpg's in
@@ -45,3 +46,9 @@ class Unauthenticated(CoordinatorError):
 
 class Unavailable(CoordinatorError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Conflict(CoordinatorError):
+    """A transaction lost a deadlock or serialization conflict; repeating it is safe."""
+
+    code = grpc.StatusCode.ABORTED

@@ -115,8 +115,10 @@ class Recorder:
                 step_items[key] = item if earlier is None else _merge(earlier, item)
             else:
                 outcome_items.append(item)
-        writes = [p.write for p in step_items.values()]
-        outcomes = [p.outcome for p in outcome_items]
+        # Sorted, so that batches written at the same time (by several coordinators) take
+        # conflicting keys in the same order and do not deadlock.
+        writes = [step_items[k].write for k in sorted(step_items)]
+        outcomes = sorted((p.outcome for p in outcome_items), key=lambda o: o.workflow_id)
         if writes and outcomes:
             async with self._db.writer() as conn, conn.transaction():
                 refused = await steps.upsert(conn, writes)

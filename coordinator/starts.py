@@ -40,7 +40,7 @@ class Starter:
         self._sessions = sessions
         self._dispatcher = dispatcher
         self._max_recovery_attempts = max_recovery_attempts
-        self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail)
+        self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail, max_batch=1000)
 
     async def start(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
         """Records a workflow for a client; returns it and whether this call created it."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from coordinator.errors import CoordinatorError, Unavailable
+from coordinator.errors import Conflict, CoordinatorError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def translate(exc: BaseException) -> CoordinatorError:
         return exc
     if isinstance(exc, TRANSIENT):
         return Unavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}")
+    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+        return Conflict(f"{type(exc).__name__}: {exc}")
     return CoordinatorError(f"database error: {type(exc).__name__}: {exc}")
 
 
