@@ -38,19 +38,25 @@ def available() -> bool:
 class Dbos:
     label = "DBOS"
 
-    def __init__(self, url: str, app: Child, out_dir: Path, max_threads: int | None) -> None:
+    def __init__(
+        self, pg: Postgres, url: str, app: Child, out_dir: Path, max_threads: int | None, name: str
+    ) -> None:
+        self.pg = pg
         self.url = url
         self.app = app
         self.out_dir = out_dir
         self.max_threads = max_threads
+        self.name = name  # of its database, and the prefix of its logs
         self._started = 0
 
     @classmethod
-    async def start(cls, pg: Postgres, out_dir: Path, max_threads: int | None = None) -> Dbos:
+    async def start(
+        cls, pg: Postgres, out_dir: Path, max_threads: int | None = None, name: str = DATABASE
+    ) -> Dbos:
         """DBOS with its default settings, except ``max_executor_threads`` when given."""
-        url = await pg.create_database(DATABASE)
-        app = await _spawn_app(url, "bench-main", out_dir / "dbos-main.log", max_threads)
-        system = cls(url, app, out_dir, max_threads)
+        url = await pg.create_database(name)
+        app = await _spawn_app(url, "bench-main", out_dir / f"{name}-main.log", max_threads)
+        system = cls(pg, url, app, out_dir, max_threads, name)
         await system.command("ping")
         return system
 
@@ -115,9 +121,13 @@ class Dbos:
             await current.stop()
         return recoveries, failures
 
+    async def twin(self) -> Dbos:
+        """Another DBOS application like this one, on an empty database of its own."""
+        return await Dbos.start(self.pg, self.out_dir, self.max_threads, self.name + "_twin")
+
     async def _recovery_app(self) -> Child:
         self._started += 1
-        log = self.out_dir / f"dbos-recovery-{self._started}.log"
+        log = self.out_dir / f"{self.name}-recovery-{self._started}.log"
         return await _spawn_app(self.url, "bench-recovery", log, self.max_threads)
 
     async def fill(self, steps: int) -> None:

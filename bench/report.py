@@ -149,8 +149,10 @@ driven by the harness over stdin. Both with their default settings.
   (for Stepline just after the assignment, with its history, arrived) to the start of
   the first step that was not recorded. Kill-to-resume is in the details.
 - **(f)** (b) again after 1M (and with `--with-10m` 10M) recorded steps were added to each
-  system's tables in bulk SQL (`bench/fill.py`; then VACUUM ANALYZE and CHECKPOINT);
-  steps/s and its share of the empty run's.
+  system's tables in bulk SQL (`bench/fill.py`; then VACUUM ANALYZE and CHECKPOINT): the
+  median steps/s, and its share of an empty twin's (the same processes on an empty
+  database of their own), which runs (b) alternately with the filled system; the share is
+  the median of the paired ratios, so that load from elsewhere falls on both.
 - **RSS** at 10,000 in-flight workflows, each sleeping in a step: `VmRSS` of each
   process once every workflow's step has started. DBOS has no coordinator.
 - **CPU** per 1,000 steps during (b): `utime + stime` from `/proc/<pid>/stat` before and

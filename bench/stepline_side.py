@@ -30,26 +30,30 @@ RESUME_TIMEOUT = 20.0
 class Stepline:
     label = "Stepline"
 
-    def __init__(self, url: str, coordinator: Child, address: str, out_dir: Path) -> None:
+    def __init__(
+        self, pg: Postgres, url: str, coordinator: Child, address: str, out_dir: Path, name: str
+    ) -> None:
+        self.pg = pg
         self.url = url
         self.coordinator = coordinator
         self.address = address
         self.out_dir = out_dir
+        self.name = name  # of its database, and the prefix of its logs
         self.workers: list[Child] = []
         self.client = Client(address)
         self._started = 0
 
     @classmethod
-    async def start(cls, pg: Postgres, out_dir: Path) -> Stepline:
-        url = await pg.create_database(DATABASE)
+    async def start(cls, pg: Postgres, out_dir: Path, name: str = DATABASE) -> Stepline:
+        url = await pg.create_database(name)
         coordinator, line = await spawn(
             "coordinator",
             ["serve", "--port", "0", "--database-url", url],
             name="coordinator",
-            log=out_dir / "stepline-coordinator.log",
+            log=out_dir / f"{name}-coordinator.log",
             ready="listening on",
         )
-        system = cls(url, coordinator, line.rsplit(" ", 1)[-1], out_dir)
+        system = cls(pg, url, coordinator, line.rsplit(" ", 1)[-1], out_dir, name)
         try:
             await system.add_worker()
         except BaseException:
@@ -70,12 +74,16 @@ class Stepline:
             "bench.stepline_worker",
             [],
             name=f"worker-{self._started}",
-            log=self.out_dir / f"stepline-worker-{self._started}.log",
+            log=self.out_dir / f"{self.name}-worker-{self._started}.log",
             ready="worker ready",
             env={"STEPLINE_ADDRESS": self.address, "BENCH_CAPACITY": str(WORKER_CAPACITY)},
         )
         self.workers.append(worker)
         return worker
+
+    async def twin(self) -> Stepline:
+        """Another Stepline like this one, on an empty database of its own."""
+        return await Stepline.start(self.pg, self.out_dir, self.name + "_twin")
 
     async def _keep_workers(self, n: int) -> None:
         while len(self.workers) < n:

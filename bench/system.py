@@ -65,6 +65,9 @@ class System(Protocol):
     def cpu_groups(self) -> dict[str, PidSource]:
         """The system's own processes by role, for CPU accounting (PostgreSQL is separate)."""
 
+    async def twin(self) -> System:
+        """Another instance set up the same way on an empty database (for workload f)."""
+
     async def close(self) -> None:
         """Stops the system's processes."""
 
