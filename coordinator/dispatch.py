@@ -56,6 +56,7 @@ class Dispatcher:
         self._generation = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
 
     def mark_ready(self, names: Iterable[str]) -> None:
         for name in names:
@@ -65,6 +66,14 @@ class Dispatcher:
 
     def has_backlog(self, name: str) -> bool:
         return name in self._ready
+
+    def _retry_soon(self) -> None:
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(self._wake_after(0.05))
+
+    async def _wake_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._wake.set()
 
     def poke(self) -> None:
         """A worker has room again."""
@@ -115,11 +124,17 @@ class Dispatcher:
                 conn, names, session.worker_id, limit, self._max_recovery_attempts
             )
             history = await load_history(conn, claimed)
-        if len(claimed) < limit:
-            for name, generation in generations.items():
-                if self._ready.get(name) == generation:
-                    del self._ready[name]
         await self.deliver(session, claimed, history)
+        if len(claimed) < limit:
+            # Forget a name only if nothing is left to claim; rows skipped because another
+            # transaction held them a moment are tried again shortly.
+            async with self._db.connection() as conn:
+                left = await workflows.still_ready(conn, names)
+            for name, generation in generations.items():
+                if name not in left and self._ready.get(name) == generation:
+                    del self._ready[name]
+            if left:
+                self._retry_soon()
 
     async def deliver(
         self, session: Session, claimed: list[WorkflowRecord], history: dict[int, list[StepRecord]]

@@ -1,4 +1,8 @@
-"""Frozen records the coordinator works on; proto messages stay in ``convert.py``.
+"""Records the coordinator works on; proto messages stay in ``convert.py``.
+
+Stored state (``WorkflowRecord``, ``StepRecord``, ...) is frozen. The events that flow per
+step are plain slotted dataclasses, left unchanged by convention: a frozen dataclass takes
+five times as long to build, and several are made per step.
 
 Workflow and step state (``WorkflowRecord``, ``StepRecord``), the events a worker sends
 (``StepStart``, ``StepResult``, ``WorkflowResult``, ``LocalStart``) and the events the
@@ -103,13 +107,13 @@ class WorkflowFilter:
 # --- worker -> coordinator ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExecutionRef:
     workflow_id: str
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Registration:
     worker_id: str
     workflow_names: frozenset[str]
@@ -120,7 +124,7 @@ class Registration:
     held: tuple[ExecutionRef, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartRequest:
     """A request to record a workflow, from a client or (``request_id`` set) a worker."""
 
@@ -130,7 +134,7 @@ class StartRequest:
     request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepStart:
     workflow_id: str
     epoch: int
@@ -139,7 +143,7 @@ class StepStart:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepResult:
     workflow_id: str
     epoch: int
@@ -150,7 +154,7 @@ class StepResult:
     error: ErrorInfo | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowResult:
     workflow_id: str
     epoch: int
@@ -158,18 +162,18 @@ class WorkflowResult:
     error: ErrorInfo | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Heartbeat:
     sequence: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Release:
     workflow_id: str
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drain:
     pass
 
@@ -177,7 +181,7 @@ class Drain:
 # --- coordinator -> worker ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Registered:
     session_id: str
     lease_ms: int
@@ -187,12 +191,12 @@ class Registered:
     reattached: tuple[ExecutionRef, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeartbeatAck:
     sequence: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Assignment:
     workflow_id: str
     name: str
@@ -202,7 +206,7 @@ class Assignment:
     recovery_attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartResult:
     request_id: str
     workflow: WorkflowRecord | None
@@ -211,21 +215,21 @@ class StartResult:
     error_message: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepAck:
     workflow_id: str
     epoch: int
     step_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowAck:
     workflow_id: str
     epoch: int
     status: WorkflowStatus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Abandon:
     workflow_id: str
     epoch: int
@@ -233,7 +237,7 @@ class Abandon:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     workflow_id: str
     epoch: int

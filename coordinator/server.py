@@ -101,12 +101,14 @@ async def _report_health(db: Database, servicer: health.aio.HealthServicer) -> N
 
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
-    running = await start(settings)
-    print(f"stepline coordinator listening on {settings.host}:{running.port}", flush=True)
+    # Handlers first: a SIGTERM that arrives as soon as we say we are listening must still
+    # shut down gracefully.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = await start(settings)
+    print(f"stepline coordinator listening on {settings.host}:{running.port}", flush=True)
     await stop.wait()
     log.info("shutting down")
     with contextlib.suppress(Exception):

@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from worker_sdk._execution import Execution
@@ -56,8 +55,7 @@ class Scope:
 SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("stepline_scope", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class StepContext:
+class StepContext(NamedTuple):
     """What a step body can know about itself (see ``current_step``)."""
 
     workflow_id: str

@@ -37,6 +37,9 @@ class Link(Protocol):
     def send(self, event: Outgoing) -> None:
         """Queues an event for the coordinator."""
 
+    def lease_current(self) -> bool:
+        """Whether this worker may start a step body right now."""
+
     async def lease_held(self) -> None:
         """Returns when this worker may start step bodies (its lease is current)."""
 
@@ -196,7 +199,8 @@ async def run_step(
         raise ex.fatal
     policy = defn.retry
     while True:
-        await ex.link.lease_held()
+        if not ex.link.lease_current():
+            await ex.link.lease_held()
         ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
         token = SCOPE.set(None)  # inside a step body, steps are plain calls
         step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))

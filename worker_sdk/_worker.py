@@ -248,8 +248,13 @@ class Worker:
 
     def send(self, event: Outgoing) -> None:
         """Queues an event; what is queued in one event-loop turn leaves as one frame."""
+        if not self._outbox:
+            self._wake.set()
         self._outbox.append(event)
-        self._wake.set()
+
+    def lease_current(self) -> bool:
+        """Whether a step body may start right now (no await on the common path)."""
+        return not self._draining and time.monotonic() < self._lease_deadline
 
     async def lease_held(self) -> None:
         """Returns at once while the lease is current; otherwise waits until it is renewed.

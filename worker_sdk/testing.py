@@ -129,6 +129,9 @@ class _Link:
         elif not isinstance(event, WorkflowResult):
             raise errors.SteplineError(f"the in-memory recorder does not support {type(event).__name__}")
 
+    def lease_current(self) -> bool:
+        return True
+
     async def lease_held(self) -> None:
         return None
 

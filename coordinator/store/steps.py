@@ -10,7 +10,7 @@ from coordinator.store import rows
 from coordinator.store.database import Connection
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per step: not frozen (see coordinator/models.py)
 class StepWrite:
     """A step's start (status RUNNING) or outcome, as written by execution ``(epoch, worker_id)``.
 
@@ -35,15 +35,21 @@ WITH batch AS (
         AS b(workflow_id, epoch, worker_id, step_id, name, status, output, output_encoding, error,
              attempts)
 ),
+writers AS (
+    SELECT DISTINCT workflow_id, epoch, worker_id FROM batch
+),
 current_owner AS (
     -- FOR SHARE conflicts with the UPDATE that reassigns a workflow (epoch + 1). Either that
-    -- UPDATE committed first, and this reads the new epoch and owner so the stale rows are
-    -- filtered out below, or it waits until this transaction ends. The fencing check and
-    -- the write are one statement; there is no window between them.
+    -- UPDATE committed first, and the row is re-checked in its new version (the stale
+    -- writer no longer matches and its rows are filtered out below), or it waits until this
+    -- transaction ends. The fencing check and the write are one statement; there is no
+    -- window between them. Only rows the writer still owns are locked: a stale write must
+    -- not hold up the claim that hands the workflow to someone else.
     SELECT w.workflow_id, w.seq, w.epoch, w.owner_id
     FROM workflows w
-    WHERE w.workflow_id = ANY($1::text[]) AND w.status = 'RUNNING'
-    FOR SHARE
+    JOIN writers x ON x.workflow_id = w.workflow_id AND x.epoch = w.epoch AND x.worker_id = w.owner_id
+    WHERE w.status = 'RUNNING'
+    FOR SHARE OF w
 ),
 written AS (
     INSERT INTO steps AS s (workflow_seq, step_id, name, status, output, output_encoding, error,

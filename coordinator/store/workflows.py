@@ -169,6 +169,19 @@ WHERE w.workflow_id = ANY($1::text[]) AND w.owner_id IS NULL AND w.status IN ('E
 """
 
 
+_STILL_READY = """
+-- Names with unowned, unfinished workflows, locked or not: a claim that came back short
+-- may have skipped rows another transaction held for a moment.
+SELECT DISTINCT name FROM workflows
+WHERE owner_id IS NULL AND status IN ('ENQUEUED', 'RUNNING') AND name = ANY($1::text[])
+"""
+
+
+async def still_ready(conn: Connection, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` still have workflows waiting for a worker."""
+    return {r[0] for r in await conn.fetch(_STILL_READY, list(names))}
+
+
 async def claim_ready(
     conn: Connection, names: Sequence[str], owner_id: str, limit: int, max_recovery_attempts: int
 ) -> list[WorkflowRecord]:

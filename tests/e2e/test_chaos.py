@@ -108,6 +108,21 @@ async def succeeded(url: str) -> int:
         await db.close()
 
 
+async def unfinished(url: str) -> list[dict[str, Any]]:
+    """What the database says about workflows that did not finish, for the failure message."""
+    db = await asyncpg.connect(url)
+    try:
+        rows = await db.fetch(
+            "SELECT workflow_id, status, owner_id, epoch, recovery_attempts, handoff, "
+            "(SELECT count(*) FROM steps s WHERE s.workflow_seq = w.seq AND s.status <> 'RUNNING') AS steps_done "
+            "FROM workflows w WHERE status <> 'SUCCEEDED'"
+        )
+        leases = await db.fetch("SELECT worker_id, expires_at > now() AS live FROM worker_leases")
+    finally:
+        await db.close()
+    return [dict(r) for r in rows] + [{"leases": [dict(lease) for lease in leases]}]
+
+
 class Chaos:
     """Kills and freezes workers, and kills the coordinator and PostgreSQL once each."""
 
@@ -171,7 +186,8 @@ async def test_chaos(
     await asyncio.gather(*chaos.thawing)
     deadline = time.monotonic() + 120
     while (done := await succeeded(url)) < WORKFLOWS:
-        assert time.monotonic() < deadline, f"only {done} of {WORKFLOWS} workflows finished"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {done} of {WORKFLOWS} workflows finished: {await unfinished(url)}")
         await asyncio.sleep(0.2)
 
     db = await asyncpg.connect(url)
