@@ -114,7 +114,8 @@ async def unfinished(url: str) -> list[dict[str, Any]]:
     try:
         rows = await db.fetch(
             "SELECT workflow_id, status, owner_id, epoch, recovery_attempts, handoff, "
-            "(SELECT count(*) FROM steps s WHERE s.workflow_seq = w.seq AND s.status <> 'RUNNING') AS steps_done "
+            "(SELECT count(*) FROM steps s WHERE s.workflow_seq = w.seq AND s.status <> 'RUNNING') "
+            "AS steps_done "
             "FROM workflows w WHERE status <> 'SUCCEEDED'"
         )
         leases = await db.fetch("SELECT worker_id, expires_at > now() AS live FROM worker_leases")
