@@ -81,6 +81,8 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._background:  # sessions being released get a moment to finish
+            await asyncio.wait(list(self._background), timeout=2)
         await self.dispatcher.stop()
         await self.starter.batcher.stop()
         await self.recorder.batcher.stop()
@@ -198,6 +200,13 @@ class Engine:
         )
         self.dispatcher.mark_ready([*released, *session.names])
         return session
+
+    def end_session(self, session: Session, reason: str) -> None:
+        """Ends a session now and releases its executions in the background."""
+        session.close(reason)
+        task = asyncio.create_task(self.unregister(session, reason), name=f"unregister-{session.worker_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def unregister(self, session: Session, reason: str) -> None:
         """Ends a session; its executions go to other workers at once (fencing makes that safe)."""

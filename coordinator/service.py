@@ -143,19 +143,22 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
         writer = asyncio.create_task(self._write(session, context))
         closed = asyncio.create_task(session.closed.wait())
         reason = "stream closed by the worker"
+        ended_here = False
         try:
             done, _ = await asyncio.wait({reader, writer, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if closed in done:
+            ended_here = closed in done
+            if ended_here:
                 reason = session.close_reason
             elif writer in done and writer.exception() is not None:
                 reason = f"write failed: {writer.exception()}"
         finally:
             for task in (reader, writer, closed):
                 task.cancel()
-            await asyncio.gather(reader, writer, closed, return_exceptions=True)
-            # Shielded: the executions must be released even when the RPC is cancelled.
-            await asyncio.shield(self._engine.unregister(session, reason))
-        if closed in done:
+            # Not awaited here: the worker's executions are released by a task of the
+            # engine's own, so that neither a stream task stuck on a dead peer nor a second
+            # cancellation of this handler can keep them owned by a worker that is gone.
+            self._engine.end_session(session, reason)
+        if ended_here:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"session ended: {reason}")
 
     def _take(self, session: Session, events: Any) -> None:
