@@ -8,6 +8,8 @@ recovery workloads run a second one so that it can take over from the one killed
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -113,19 +115,26 @@ class Stepline:
         seconds: float = await handle.result(timeout=120)
         return seconds
 
-    async def recover(self, steps: int, runs: int, marks_dir: Path) -> tuple[list[Recovery], list[str]]:
-        """Two workers; the one running the workflow is SIGKILLed and the other takes over."""
+    async def recover(
+        self, steps: int, runs: int, marks_dir: Path, *, freeze: bool = False
+    ) -> tuple[list[Recovery], list[str]]:
+        """Two workers; the one running the workflow is SIGKILLed (or, with ``freeze``,
+        SIGSTOPped: alive but silent, so only its lease running out hands the work over) and
+        the other takes over."""
         await self._keep_workers(2)
         recoveries: list[Recovery] = []
         failures: list[str] = []
         for i in range(runs):
-            marks = marks_dir / f"stepline-{steps}-{i}.marks"
+            marks = marks_dir / f"stepline-{steps}-{i}{'-frozen' if freeze else ''}.marks"
             handle = await self.client.start_workflow("bench.resumable", steps, str(marks))
             parked = await wait_for_mark(marks, "park", timeout=30 + steps * 0.05)
             victim = next(w for w in self.workers if w.pid == parked.pid)
             self.workers.remove(victim)
             killed_at = time.time()
-            await victim.kill()
+            if freeze:
+                os.kill(victim.pid, signal.SIGSTOP)
+            else:
+                await victim.kill()
             try:
                 resumed = await wait_for_mark(marks, "park", not_pid=victim.pid, timeout=RESUME_TIMEOUT)
                 await handle.result(timeout=60)
@@ -133,6 +142,8 @@ class Stepline:
                 failures.append(f"run {i}: workflow {handle.workflow_id}: {exc} (see {self.coordinator.log})")
             else:
                 recoveries.append(recovery_from_marks(marks, killed_at, resumed.pid))
+            if freeze:
+                await victim.kill()  # SIGKILL ends a stopped process too
             await self.add_worker()
         await self._keep_workers(1)
         return recoveries, failures

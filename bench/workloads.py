@@ -18,6 +18,7 @@ from bench.postgres import Postgres
 from bench.report import Results, Target, number
 from bench.resources import CpuMeter
 from bench.stats import median, percentile
+from bench.stepline_side import Stepline
 from bench.system import Recovery, System
 
 log = logging.getLogger("bench")
@@ -242,6 +243,8 @@ class Bench:
             label = f"(d) SIGKILL mid-workflow → resumed ({s.takeover_runs} runs)"
             self._set(system, f"{label}, p50", "s", median(resumed), target=Target("<=", 0.3, "s"), note=note)
             self._set(system, f"{label}, p95", "s", percentile(resumed, 95), note=note)
+            if isinstance(system, Stepline):
+                await self._frozen_takeover(system)
             started = [r.kill_to_start for r in recoveries]
             ready = [r.ready_at - r.killed_at for r in recoveries if r.ready_at is not None]
             launched = f"kill → new process launched: p50 {number(median(ready))} s; " if ready else ""
@@ -251,6 +254,23 @@ class Bench:
                 f"p95 {number(percentile(started, 95))} s; kill → next step per run (s): "
                 + ", ".join(f"{x:.3f}" for x in resumed),
             )
+
+    async def _frozen_takeover(self, system: Stepline) -> None:
+        """(d) for a worker that hangs (SIGSTOP) instead of dying: its lease must run out.
+
+        Stepline only: DBOS has no lease, and nothing recovers the workflows of a process
+        that is alive but stuck.
+        """
+        s = self.sizes
+        marks = self.out_dir / "marks"
+        recoveries, failures = await system.recover(1, s.takeover_runs, marks, freeze=True)
+        for failure in failures:
+            self._detail(system, f"(d) SIGSTOP: NOT RESUMED: {failure}")
+        if recoveries:
+            resumed = [r.kill_to_resume for r in recoveries]
+            label = f"(d) SIGSTOP mid-workflow → resumed ({s.takeover_runs} runs)"
+            self._set(system, f"{label}, p50", "s", median(resumed), target=Target("<=", 3.0, "s"))
+            self._set(system, f"{label}, p95", "s", percentile(resumed, 95))
 
     # --- (e) replay of a long history -------------------------------------------------------
 
