@@ -240,6 +240,9 @@ class Bench:
                 continue
             resumed = [r.kill_to_resume for r in recoveries]
             note = "(restart)" if system.label == "DBOS" else ""
+            if len(recoveries) < s.takeover_runs:
+                lost = s.takeover_runs - len(recoveries)
+                note += f" ({lost} of {s.takeover_runs} never resumed; see details)"
             label = f"(d) SIGKILL mid-workflow → resumed ({s.takeover_runs} runs)"
             self._set(system, f"{label}, p50", "s", median(resumed), target=Target("<=", 0.3, "s"), note=note)
             self._set(system, f"{label}, p95", "s", percentile(resumed, 95), note=note)
