@@ -125,11 +125,18 @@ class Engine:
         timeout = min(max(timeout, 0.0), MAX_AWAIT_SECONDS)
         ids = list(dict.fromkeys(workflow_ids))
         with self.waiters.watching(ids) as watch:
-            async with self.db.connection() as conn:
-                found = await workflows.get_many(conn, ids)
-            not_found = [i for i in ids if i not in found]
+            # A workflow a worker connected here holds is running, and its completion will
+            # reach this watch (the recorder drops the hold and notifies in one step). Only
+            # the others are read: clients ask again for what is left after every answer,
+            # and re-reading everything each time grew with the square of the batch.
+            unknown = [i for i in ids if not self.sessions.holding(i)]
+            found: dict[str, WorkflowRecord] = {}
+            if unknown:
+                async with self.db.connection() as conn:
+                    found = await workflows.get_many(conn, unknown)
+            not_found = [i for i in unknown if i not in found]
             done = [r for r in found.values() if r.status.done]
-            if done or timeout == 0 or not found:
+            if done or timeout == 0 or len(not_found) == len(ids):
                 return done, not_found
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watch.event.wait(), timeout)

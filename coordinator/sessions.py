@@ -110,5 +110,9 @@ class Sessions:
                 best = s
         return best
 
+    def holding(self, workflow_id: str) -> bool:
+        """Whether a worker connected here runs this workflow (so it is not finished)."""
+        return any(workflow_id in s.held for s in self._by_worker.values())
+
     def connected_ids(self) -> list[str]:
         return list(self._by_worker)
