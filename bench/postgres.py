@@ -8,6 +8,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,31 @@ class Postgres:
             await admin.close()
         settings = ", ".join(f"{r['name']}={r['setting']}{r['unit'] or ''}" for r in rows)
         return {"version": str(version), "settings": settings}
+
+    async def settle(self, timeout: float = 60.0) -> float:
+        """Waits until no autovacuum worker and no other query runs, then checkpoints.
+
+        Called before each system's measurement, so that one system's aftermath (the
+        vacuum of what it just wrote, its background polling) does not land in the other's
+        figures. Returns the seconds waited.
+        """
+        admin = await asyncpg.connect(self.admin_url)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                busy = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                    "(backend_type = 'autovacuum worker' OR "
+                    "(backend_type = 'client backend' AND state = 'active'))"
+                )
+                if not busy:
+                    break
+                await asyncio.sleep(0.2)
+            with contextlib.suppress(Exception):
+                await admin.execute("CHECKPOINT")
+        finally:
+            await admin.close()
+        return time.monotonic() - started
 
     def pids(self) -> list[int]:
         """The postmaster and all its children (backends, background workers).

@@ -148,6 +148,7 @@ class Bench:
     async def workload_a(self) -> None:
         s = self.sizes
         for system in self.systems:
+            await self.pg.settle()
             await system.sequential(s.warmup_runs, s.sequential_steps)
             durations = [d * 1000 for d in await system.sequential(s.sequential_runs, s.sequential_steps)]
             label = f"(a) step in a {s.sequential_steps}-step workflow"
@@ -176,6 +177,8 @@ class Bench:
         s = self.sizes
         steps = s.throughput_workflows * s.throughput_steps
         for system in self.systems:
+            waited = await self.pg.settle()
+            self._detail(system, f"(b): waited {waited:.1f} s for PostgreSQL to be idle first")
             await system.throughput(min(50, s.throughput_workflows), s.throughput_steps)  # warm-up
             meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids, "harness": _this_process})
             meter.start()
@@ -211,6 +214,7 @@ class Bench:
     async def workload_c(self) -> None:
         s = self.sizes
         for system in self.systems:
+            await self.pg.settle()
             await system.fanout(s.fanout_steps)  # warm-up
             runs = [await system.fanout(s.fanout_steps) * 1000 for _ in range(s.fanout_runs)]
             self._set(
