@@ -45,11 +45,19 @@ current_owner AS (
     -- transaction ends. The fencing check and the write are one statement; there is no
     -- window between them. Only rows the writer still owns are locked: a stale write must
     -- not hold up the claim that hands the workflow to someone else.
-    SELECT w.workflow_id, w.seq, w.epoch, w.owner_id
-    FROM workflows w
-    JOIN writers x ON x.workflow_id = w.workflow_id AND x.epoch = w.epoch AND x.worker_id = w.owner_id
-    WHERE w.status = 'RUNNING'
-    FOR SHARE OF w
+    --
+    -- One primary-key probe per writer, whatever the statistics say: a subquery with a
+    -- locking clause is never flattened into a join, so the planner cannot pick a nested
+    -- loop over a scan of workflows (which it did on a young table whose statistics
+    -- said "one row", at 130 us per step).
+    SELECT x.workflow_id, o.seq, x.epoch, x.worker_id AS owner_id
+    FROM writers x
+    CROSS JOIN LATERAL (
+        SELECT w.seq FROM workflows w
+        WHERE w.workflow_id = x.workflow_id AND w.epoch = x.epoch AND w.owner_id = x.worker_id
+          AND w.status = 'RUNNING'
+        FOR SHARE
+    ) o
 ),
 written AS (
     INSERT INTO steps AS s (workflow_seq, step_id, name, status, output, output_encoding, error,
