@@ -116,7 +116,15 @@ class Database:
         per batch). One user at a time; replaced after a failure."""
         async with self._translated():
             if self._writer is None or self._writer.is_closed():
-                self._writer = await asyncpg.connect(self._url, statement_cache_size=256)
+                self._writer = await asyncpg.connect(
+                    self._url,
+                    statement_cache_size=256,
+                    # The write path's statements take arrays, whose length a custom plan
+                    # would be made for: PostgreSQL then plans them afresh on every call
+                    # (0.3 ms of a 0.7 ms one-step batch). Their plans do not depend on
+                    # the batch (every lookup is a primary-key probe), so plan them once.
+                    server_settings={"plan_cache_mode": "force_generic_plan"},
+                )
             try:
                 yield self._writer
             except TRANSIENT:

@@ -85,17 +85,32 @@ async def get(conn: Connection, workflow_id: str) -> WorkflowRecord | None:
 
 
 _COMPLETE = f"""
+WITH b AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[],
+                         $7::jsonb[], $8::timestamptz[])
+        AS b(workflow_id, epoch, owner_id, status, output, output_encoding, error, at)
+),
+current AS (
+    -- The fencing check, one primary-key probe per outcome (a subquery with a locking
+    -- clause is never flattened into a join, whatever the statistics say). FOR UPDATE
+    -- makes the check and the write one step: a concurrent reassignment either committed
+    -- first (the row is re-checked in its new version, the epoch no longer matches, nothing
+    -- is written) or waits for this transaction.
+    SELECT b.* FROM b
+    CROSS JOIN LATERAL (
+        SELECT FROM workflows w
+        WHERE w.workflow_id = b.workflow_id AND w.epoch = b.epoch AND w.owner_id = b.owner_id
+          AND w.status = 'RUNNING'
+        FOR UPDATE
+    ) locked
+)
 UPDATE workflows AS w
-SET status = b.status, output = b.output, output_encoding = b.output_encoding, error = b.error,
-    owner_id = NULL, completed_at = b.at, updated_at = b.at
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::jsonb[],
-            $8::timestamptz[])
-     AS b(workflow_id, epoch, owner_id, status, output, output_encoding, error, at)
--- The row lock this UPDATE takes makes the fencing check and the write one step: a
--- concurrent reassignment either committed first (the epoch no longer matches, nothing is
--- written) or waits for this transaction.
-WHERE w.workflow_id = b.workflow_id AND w.epoch = b.epoch AND w.owner_id = b.owner_id
-  AND w.status = 'RUNNING'
+SET status = c.status, output = c.output, output_encoding = c.output_encoding, error = c.error,
+    owner_id = NULL, completed_at = c.at, updated_at = c.at
+-- Joined on the key alone: with no filter on workflows here, the planner sees the whole
+-- table and does not pick a nested loop that rescans the batch per row of it.
+FROM current c
+WHERE w.workflow_id = c.workflow_id
 RETURNING {", ".join("w." + c.strip() for c in rows.WORKFLOW_COLUMNS.split(","))}
 """
 
