@@ -27,6 +27,39 @@ class NewWorkflow:
     owner_id: str | None
     at: datetime
 
+    # A new workflow is RUNNING under epoch 1 when it starts on its worker at once, else
+    # ENQUEUED (epoch 0) until the dispatcher hands it out.
+    @property
+    def status(self) -> WorkflowStatus:
+        return WorkflowStatus.ENQUEUED if self.owner_id is None else WorkflowStatus.RUNNING
+
+    @property
+    def epoch(self) -> int:
+        return 0 if self.owner_id is None else 1
+
+    @property
+    def started_at(self) -> datetime | None:
+        return None if self.owner_id is None else self.at
+
+    def record(self, seq: int) -> WorkflowRecord:
+        """The row this inserts, as recorded under ``seq``."""
+        return WorkflowRecord(
+            workflow_id=self.workflow_id,
+            name=self.name,
+            status=self.status,
+            input=self.input,
+            output=None,
+            error=None,
+            owner_id=self.owner_id,
+            epoch=self.epoch,
+            recovery_attempts=0,
+            created_at=self.at,
+            updated_at=self.at,
+            started_at=self.started_at,
+            completed_at=None,
+            seq=seq,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -41,20 +74,19 @@ class Outcome:
     at: datetime
 
 
-_INSERT = f"""
+_INSERT = """
 INSERT INTO workflows (workflow_id, name, status, input, input_encoding, owner_id, epoch,
                        created_at, updated_at, started_at)
-SELECT b.workflow_id, b.name,
-       CASE WHEN b.owner_id IS NULL THEN 'ENQUEUED' ELSE 'RUNNING' END,
-       b.input, b.input_encoding, b.owner_id,
-       CASE WHEN b.owner_id IS NULL THEN 0 ELSE 1 END,
-       b.at, b.at, CASE WHEN b.owner_id IS NULL THEN NULL ELSE b.at END
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[])
-     AS b(workflow_id, name, input, input_encoding, owner_id, at)
+SELECT b.workflow_id, b.name, b.status, b.input, b.input_encoding, b.owner_id, b.epoch, b.at, b.at,
+       b.started_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
+            $8::timestamptz[], $9::timestamptz[])
+     AS b(workflow_id, name, status, input, input_encoding, owner_id, epoch, at, started_at)
 -- DO NOTHING waits for a concurrent insert of the same ID to commit or roll back, so two
 -- starts of one ID record one workflow; the loser reads the winner's row afterwards.
 ON CONFLICT (workflow_id) DO NOTHING
-RETURNING {rows.WORKFLOW_COLUMNS}
+-- The rest of the row is the caller's own: only the generated key comes back.
+RETURNING workflow_id, seq
 """
 
 
@@ -64,12 +96,16 @@ async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowR
         _INSERT,
         [n.workflow_id for n in new],
         [n.name for n in new],
+        [n.status.value for n in new],
         [n.input.data for n in new],
         [n.input.encoding for n in new],
         [n.owner_id for n in new],
+        [n.epoch for n in new],
         [n.at for n in new],
+        [n.started_at for n in new],
     )
-    return [rows.workflow(r) for r in result]
+    by_id = {n.workflow_id: n for n in new}
+    return [by_id[r[0]].record(r[1]) for r in result]
 
 
 _GET_MANY = f"SELECT {rows.WORKFLOW_COLUMNS} FROM workflows WHERE workflow_id = ANY($1::text[])"
