@@ -29,6 +29,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class StartWorkflowRequest(_message.Message):
+    """Asks to start one workflow. Identifiers (names and IDs here and everywhere in this
+    package) are 1 to 255 printable characters; others are INVALID_ARGUMENT.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
@@ -61,6 +65,8 @@ Global___StartWorkflowRequest: _TypeAlias = StartWorkflowRequest  # noqa: Y015
 
 @_typing.final
 class StartWorkflowResponse(_message.Message):
+    """The answer to StartWorkflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_FIELD_NUMBER: _builtins.int
@@ -87,6 +93,8 @@ Global___StartWorkflowResponse: _TypeAlias = StartWorkflowResponse  # noqa: Y015
 
 @_typing.final
 class GetWorkflowRequest(_message.Message):
+    """Asks for one workflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -107,6 +115,8 @@ Global___GetWorkflowRequest: _TypeAlias = GetWorkflowRequest  # noqa: Y015
 
 @_typing.final
 class GetWorkflowResponse(_message.Message):
+    """The answer to GetWorkflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_FIELD_NUMBER: _builtins.int
@@ -129,6 +139,8 @@ Global___GetWorkflowResponse: _TypeAlias = GetWorkflowResponse  # noqa: Y015
 
 @_typing.final
 class AwaitWorkflowRequest(_message.Message):
+    """Asks to wait for one workflow to finish."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -156,6 +168,8 @@ Global___AwaitWorkflowRequest: _TypeAlias = AwaitWorkflowRequest  # noqa: Y015
 
 @_typing.final
 class AwaitWorkflowResponse(_message.Message):
+    """The answer to AwaitWorkflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_FIELD_NUMBER: _builtins.int
@@ -184,6 +198,8 @@ Global___AwaitWorkflowResponse: _TypeAlias = AwaitWorkflowResponse  # noqa: Y015
 
 @_typing.final
 class ListWorkflowsRequest(_message.Message):
+    """Asks for one page of workflows; the filters combine with AND."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
@@ -238,6 +254,8 @@ Global___ListWorkflowsRequest: _TypeAlias = ListWorkflowsRequest  # noqa: Y015
 
 @_typing.final
 class ListWorkflowsResponse(_message.Message):
+    """One page of workflows, oldest first (or newest first with `descending`)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOWS_FIELD_NUMBER: _builtins.int
@@ -264,6 +282,8 @@ Global___ListWorkflowsResponse: _TypeAlias = ListWorkflowsResponse  # noqa: Y015
 
 @_typing.final
 class ListStepsRequest(_message.Message):
+    """Asks for the recorded steps of one workflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -284,6 +304,8 @@ Global___ListStepsRequest: _TypeAlias = ListStepsRequest  # noqa: Y015
 
 @_typing.final
 class ListStepsResponse(_message.Message):
+    """The answer to ListSteps."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STEPS_FIELD_NUMBER: _builtins.int
@@ -306,6 +328,8 @@ Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
 
 @_typing.final
 class StartWorkflowsRequest(_message.Message):
+    """Asks to start many workflows at once."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
@@ -328,6 +352,8 @@ Global___StartWorkflowsRequest: _TypeAlias = StartWorkflowsRequest  # noqa: Y015
 
 @_typing.final
 class StartWorkflowsResponse(_message.Message):
+    """The answer to StartWorkflows."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OUTCOMES_FIELD_NUMBER: _builtins.int
@@ -384,6 +410,8 @@ Global___StartWorkflowOutcome: _TypeAlias = StartWorkflowOutcome  # noqa: Y015
 
 @_typing.final
 class AwaitWorkflowsRequest(_message.Message):
+    """Asks to wait for the first of many workflows to finish."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_IDS_FIELD_NUMBER: _builtins.int
@@ -412,6 +440,8 @@ Global___AwaitWorkflowsRequest: _TypeAlias = AwaitWorkflowsRequest  # noqa: Y015
 
 @_typing.final
 class AwaitWorkflowsResponse(_message.Message):
+    """The answer to AwaitWorkflows."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DONE_FIELD_NUMBER: _builtins.int

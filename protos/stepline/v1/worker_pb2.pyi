@@ -291,6 +291,8 @@ Global___ExecutionRef: _TypeAlias = ExecutionRef  # noqa: Y015
 
 @_typing.final
 class Register(_message.Message):
+    """Opens a worker's session: who it is, what it runs, and what it still holds."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
@@ -345,6 +347,8 @@ Global___Register: _TypeAlias = Register  # noqa: Y015
 
 @_typing.final
 class Registered(_message.Message):
+    """The answer to Register: the session's terms."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
@@ -390,6 +394,8 @@ Global___Registered: _TypeAlias = Registered  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
+    """Renews the worker's lease when it has nothing else to send."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
@@ -410,6 +416,8 @@ Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
 @_typing.final
 class HeartbeatAck(_message.Message):
+    """The answer to Heartbeat; a worker's lease runs from the last one it got."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
@@ -430,6 +438,8 @@ Global___HeartbeatAck: _TypeAlias = HeartbeatAck  # noqa: Y015
 
 @_typing.final
 class StartWorkflow(_message.Message):
+    """Starts a workflow that the sending worker runs itself (an in-process call)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -464,6 +474,8 @@ Global___StartWorkflow: _TypeAlias = StartWorkflow  # noqa: Y015
 
 @_typing.final
 class StartWorkflowResult(_message.Message):
+    """The answer to StartWorkflow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -604,6 +616,8 @@ Global___RecordedStep: _TypeAlias = RecordedStep  # noqa: Y015
 
 @_typing.final
 class StepStart(_message.Message):
+    """A step body is about to run: recorded as RUNNING, never acknowledged."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -640,6 +654,8 @@ Global___StepStart: _TypeAlias = StepStart  # noqa: Y015
 
 @_typing.final
 class StepResult(_message.Message):
+    """A step's outcome, acknowledged with StepAck once it is durable."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -690,6 +706,8 @@ Global___StepResult: _TypeAlias = StepResult  # noqa: Y015
 
 @_typing.final
 class StepAck(_message.Message):
+    """A StepResult is committed; the SDK may now hand its outcome to workflow code."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -718,6 +736,8 @@ Global___StepAck: _TypeAlias = StepAck  # noqa: Y015
 
 @_typing.final
 class WorkflowResult(_message.Message):
+    """A workflow's final outcome, acknowledged with WorkflowAck once it is durable."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -756,6 +776,8 @@ Global___WorkflowResult: _TypeAlias = WorkflowResult  # noqa: Y015
 
 @_typing.final
 class WorkflowAck(_message.Message):
+    """A WorkflowResult is committed; the worker may forget the execution."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -784,6 +806,8 @@ Global___WorkflowAck: _TypeAlias = WorkflowAck  # noqa: Y015
 
 @_typing.final
 class Drain(_message.Message):
+    """The worker is shutting down; it carries no fields."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -799,6 +823,8 @@ Global___Drain: _TypeAlias = Drain  # noqa: Y015
 
 @_typing.final
 class ReleaseExecution(_message.Message):
+    """The worker gives one execution back without finishing it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -823,6 +849,8 @@ Global___ReleaseExecution: _TypeAlias = ReleaseExecution  # noqa: Y015
 
 @_typing.final
 class Abandon(_message.Message):
+    """Tells the worker to stop one execution at once and report nothing more about it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -855,6 +883,8 @@ Global___Abandon: _TypeAlias = Abandon  # noqa: Y015
 
 @_typing.final
 class Rejected(_message.Message):
+    """An event was refused as sent; nothing of it was written."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
