@@ -9,6 +9,8 @@ Otherwise it is recorded ENQUEUED and the dispatcher takes over.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -179,4 +181,17 @@ class Starter:
 def _with_id(request: StartRequest) -> StartRequest:
     if request.workflow_id:
         return request
-    return StartRequest(request.name, str(uuid.uuid4()), request.input, request.request_id)
+    return StartRequest(request.name, new_workflow_id(), request.input, request.request_id)
+
+
+def new_workflow_id() -> str:
+    """A time-ordered UUID (version 7, RFC 9562): milliseconds since the epoch, then random.
+
+    IDs the coordinator makes up grow with time, so new rows land at the right edge of the
+    workflows primary key instead of on random pages of it: the pages the hot path touches
+    stay few and cached however large the table grows.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
