@@ -19,6 +19,7 @@ from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
 from worker_sdk import AuthenticationError, Client, Worker, workflow
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture
@@ -32,10 +33,18 @@ async def channel(address: str) -> AsyncIterator[grpc.aio.Channel]:
         yield ch
 
 
-async def snapshot(conn: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
+async def snapshot(conn: asyncpg.Connection) -> tuple[list[Any], list[Any], list[Any]]:
     return (
         [tuple(r) for r in await conn.fetch("SELECT * FROM workflows ORDER BY seq")],
         [tuple(r) for r in await conn.fetch("SELECT * FROM steps ORDER BY workflow_seq, step_id")],
+        # Without expires_at, which the coordinator renews on its own a few times per lease.
+        [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT worker_id, coordinator_id, session_id, connected_at FROM worker_leases"
+                " ORDER BY worker_id"
+            )
+        ],
     )
 
 
@@ -51,7 +60,12 @@ BAD_STARTS = [
     pytest.param(start(data=b"[" + b"1," * 3000 + b"1]"), "the limit is 4096", id="oversized"),
     pytest.param(start(encoding="yaml"), "unknown encoding 'yaml'", id="unknown-encoding"),
     pytest.param(start(name=""), "workflow_name must not be empty", id="empty-name"),
-    pytest.param(start(workflow_id="x" * 256), "255", id="long-id"),
+    pytest.param(
+        start(name="n" * 256), "workflow_name is 256 characters long; the limit is 255", id="long-name"
+    ),
+    pytest.param(
+        start(workflow_id="x" * 256), "workflow_id is 256 characters long; the limit is 255", id="long-id"
+    ),
     pytest.param(start(workflow_id="a\nb"), "control characters", id="control-chars"),
 ]
 
@@ -70,18 +84,39 @@ async def test_bad_starts_are_invalid_argument(
     assert await snapshot(conn) == before
 
 
-@pytest.mark.parametrize("method", ["GetWorkflow", "AwaitWorkflow", "ListSteps"])
-async def test_an_unknown_workflow_id_is_not_found(channel: grpc.aio.Channel, method: str) -> None:
+LOOKUPS = {
+    "GetWorkflow": cpb.GetWorkflowRequest,
+    "AwaitWorkflow": cpb.AwaitWorkflowRequest,
+    "ListSteps": cpb.ListStepsRequest,
+}
+
+
+@pytest.mark.parametrize("method", list(LOOKUPS))
+async def test_an_unknown_workflow_id_is_not_found(
+    channel: grpc.aio.Channel, conn: asyncpg.Connection, method: str
+) -> None:
     stub = cpb_grpc.WorkflowServiceStub(channel)
-    request = {
-        "GetWorkflow": cpb.GetWorkflowRequest,
-        "AwaitWorkflow": cpb.AwaitWorkflowRequest,
-        "ListSteps": cpb.ListStepsRequest,
-    }[method](workflow_id="nobody")
+    await stub.StartWorkflow(start(workflow_id="existing"))
+    before = await snapshot(conn)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await getattr(stub, method)(request)
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        await getattr(stub, method)(LOOKUPS[method](workflow_id="nobody"))
+    assert caught.value.code() == NOT_FOUND
     assert caught.value.details() == "workflow 'nobody' does not exist"
+    assert await snapshot(conn) == before
+
+
+@pytest.mark.parametrize("method", list(LOOKUPS))
+async def test_an_empty_workflow_id_is_invalid_argument(
+    channel: grpc.aio.Channel, conn: asyncpg.Connection, method: str
+) -> None:
+    stub = cpb_grpc.WorkflowServiceStub(channel)
+    await stub.StartWorkflow(start(workflow_id="existing"))
+    before = await snapshot(conn)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(stub, method)(LOOKUPS[method](workflow_id=""))
+    assert caught.value.code() == INVALID
+    assert caught.value.details() == "workflow_id must not be empty"
+    assert await snapshot(conn) == before
 
 
 @pytest.mark.parametrize(
@@ -130,44 +165,115 @@ def register(**overrides: Any) -> wpb.WorkerFrame:
     ],
 )
 async def test_a_bad_registration_ends_the_stream_with_a_status(
-    channel: grpc.aio.Channel, first: wpb.WorkerFrame, code: grpc.StatusCode, message: str
+    channel: grpc.aio.Channel,
+    conn: asyncpg.Connection,
+    first: wpb.WorkerFrame,
+    code: grpc.StatusCode,
+    message: str,
 ) -> None:
+    await cpb_grpc.WorkflowServiceStub(channel).StartWorkflow(start(workflow_id="existing"))
+    before = await snapshot(conn)
     call = wpb_grpc.WorkerServiceStub(channel).Connect()
     await call.write(first)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call.read()
     assert caught.value.code() == code
     assert message in (caught.value.details() or "")
+    assert await snapshot(conn) == before, "a refused registration must not take a lease or a workflow"
 
 
-async def test_a_malformed_step_result_is_rejected_and_the_stream_stays_up(
-    channel: grpc.aio.Channel, conn: asyncpg.Connection
-) -> None:
-    stub = cpb_grpc.WorkflowServiceStub(channel)
-    call = wpb_grpc.WorkerServiceStub(channel).Connect()
-    await call.write(register())
-    registered = await read(call)
-    assert registered.events[0].WhichOneof("kind") == "registered"
-    await stub.StartWorkflow(start(workflow_id="victim"))
-    assignment = (await read(call)).events[0].assignment
-    assert assignment.workflow_id == "victim"
-    before = await snapshot(conn)
-    bad = wpb.StepResult(
-        workflow_id="victim", epoch=assignment.epoch, step_id="1", step_name="s", attempt=1,
-        output=pb.Payload(data=b"{oops", encoding="json"),
+class Events:
+    """What a raw worker stream receives, one event at a time."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self._pending: list[wpb.CoordinatorEvent] = []
+
+    async def next(self, kind: str) -> wpb.CoordinatorEvent:
+        """The next event, which must be of ``kind``."""
+        while not self._pending:
+            self._pending.extend((await read(self.call)).events)
+        event = self._pending.pop(0)
+        assert event.WhichOneof("kind") == kind, event
+        return event
+
+
+def step_result(workflow_id: str = "victim", step_id: str = "1", data: bytes = b'"ok"') -> wpb.WorkerEvent:
+    result = wpb.StepResult(
+        workflow_id=workflow_id, epoch=1, step_id=step_id, step_name="s", attempt=1,
+        output=pb.Payload(data=data, encoding="json"),
     )  # fmt: skip
-    await call.write(
-        wpb.WorkerFrame(events=[wpb.WorkerEvent(step_result=bad), wpb.WorkerEvent(heartbeat=wpb.Heartbeat())])
+    return wpb.WorkerEvent(step_result=result)
+
+
+OVERSIZED = b'"' + b"x" * 5000 + b'"'  # 5002 bytes of valid JSON, over the fixture's 4096
+
+BAD_EVENTS = [
+    pytest.param(step_result(data=b"{oops"), INVALID, "output of step '1' is not valid JSON", id="bad-json"),
+    pytest.param(step_result(step_id=""), INVALID, "step_id must not be empty", id="empty-step-id"),
+    pytest.param(
+        step_result(step_id="s" * 256),
+        INVALID,
+        "step_id is 256 characters long; the limit is 255",
+        id="long-step-id",
+    ),
+    pytest.param(
+        step_result(data=OVERSIZED),
+        INVALID,
+        "output of step '1' is 5002 bytes; the limit is 4096",
+        id="oversized-step-output",
+    ),
+    pytest.param(
+        step_result(workflow_id="ghost"), NOT_FOUND, "workflow 'ghost' does not exist", id="unknown-workflow"
+    ),
+    pytest.param(
+        wpb.WorkerEvent(
+            workflow_result=wpb.WorkflowResult(
+                workflow_id="victim", epoch=1, output=pb.Payload(data=OVERSIZED, encoding="json")
+            )
+        ),
+        INVALID,
+        "workflow output is 5002 bytes; the limit is 4096",
+        id="oversized-workflow-output",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "code", "message"), BAD_EVENTS)
+async def test_a_bad_worker_event_is_rejected_and_the_stream_stays_up(
+    channel: grpc.aio.Channel,
+    conn: asyncpg.Connection,
+    event: wpb.WorkerEvent,
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    call = wpb_grpc.WorkerServiceStub(channel).Connect()
+    events = Events(call)
+    await call.write(register())
+    await events.next("registered")
+    await cpb_grpc.WorkflowServiceStub(channel).StartWorkflow(start(workflow_id="victim"))
+    assignment = (await events.next("assignment")).assignment
+    assert (assignment.workflow_id, assignment.epoch) == ("victim", 1)
+    before = await snapshot(conn)
+
+    await call.write(wpb.WorkerFrame(events=[event]))
+    rejected = (await events.next("rejected")).rejected
+    sent = getattr(event, event.WhichOneof("kind") or "")
+    assert (rejected.workflow_id, rejected.epoch, rejected.step_id) == (
+        sent.workflow_id,
+        1,
+        getattr(sent, "step_id", ""),
     )
-    frame = await read(call)
-    kinds = [e.WhichOneof("kind") for e in frame.events]
-    assert kinds[0] == "rejected"
-    rejected = frame.events[0].rejected
-    assert (rejected.workflow_id, rejected.step_id, rejected.status.code) == ("victim", "1", INVALID.value[0])
-    assert "not valid JSON" in rejected.status.message
-    if "heartbeat_ack" not in kinds:  # the heartbeat was answered: the stream is alive
-        assert (await read(call)).events[0].WhichOneof("kind") == "heartbeat_ack"
+    assert rejected.status.code == code.value[0]
+    assert message in rejected.status.message
     assert await snapshot(conn) == before
+
+    # The stream is still up: a heartbeat is answered, and a good result is recorded.
+    await call.write(wpb.WorkerFrame(events=[wpb.WorkerEvent(heartbeat=wpb.Heartbeat(sequence=7))]))
+    assert (await events.next("heartbeat_ack")).heartbeat_ack.sequence == 7
+    await call.write(wpb.WorkerFrame(events=[step_result(step_id="2")]))
+    assert (await events.next("step_ack")).step_ack.step_id == "2"
+    assert [tuple(r) for r in await conn.fetch("SELECT step_id, output FROM steps")] == [("2", b'"ok"')]
     call.cancel()
 
 
