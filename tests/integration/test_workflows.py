@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 
+from coordinator import server
+from coordinator.config import Settings
+from protos.stepline.v1 import client_pb2 as cpb
+from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
+from protos.stepline.v1 import common_pb2 as pb
 from worker_sdk import (
     Client,
     SerializationError,
@@ -122,6 +132,88 @@ async def test_twenty_concurrent_starts_of_one_id_make_one_run(
     assert side_effects == Counter({"reserve f": 1, "charge o-5": 1})
 
 
+def checkout_start(workflow_id: str, order_id: str, skus: list[str]) -> cpb.StartWorkflowRequest:
+    data = json.dumps({"args": [order_id, skus], "kwargs": {}}).encode()
+    return cpb.StartWorkflowRequest(
+        workflow_name="checkout", workflow_id=workflow_id, input=pb.Payload(data=data, encoding="json")
+    )
+
+
+async def start_on_own_channels(
+    addresses: Sequence[str], request: cpb.StartWorkflowRequest
+) -> list[cpb.StartWorkflowResponse]:
+    """One StartWorkflow RPC per address, each on a channel of its own, all sent together."""
+    async with contextlib.AsyncExitStack() as stack:
+        # A subchannel pool per channel: a connection of its own each, like separate clients.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(a, options=options)) for a in addresses
+        ]
+        # Connected first, so that the calls themselves go out at the same time.
+        await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), 10) for ch in channels))
+        stubs = [cpb_grpc.WorkflowServiceStub(ch) for ch in channels]
+        return list(await asyncio.gather(*(s.StartWorkflow(request, timeout=10) for s in stubs)))
+
+
+async def test_twenty_concurrent_start_rpcs_of_one_id_create_it_once(
+    address: str, conn: asyncpg.Connection
+) -> None:
+    workflow_id = f"raw-once-{uuid.uuid4().hex[:8]}"
+    responses = await start_on_own_channels([address] * 20, checkout_start(workflow_id, "o-10", ["i"]))
+    assert [r.created for r in responses].count(True) == 1
+    assert {r.workflow.workflow_id for r in responses} == {workflow_id}
+    # The same record for every caller, the creator's included (same created_at, input, ...).
+    assert all(r.workflow == responses[0].workflow for r in responses)
+    assert await conn.fetchval("SELECT count(*) FROM workflows") == 1
+
+
+async def test_twenty_starts_of_one_id_in_one_batch_create_it_once(
+    address: str, conn: asyncpg.Connection
+) -> None:
+    workflow_id = f"batch-once-{uuid.uuid4().hex[:8]}"
+    request = cpb.StartWorkflowsRequest(requests=[checkout_start(workflow_id, "o-12", ["l"])] * 20)
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await cpb_grpc.WorkflowServiceStub(channel).StartWorkflows(request, timeout=10)
+    assert [o.WhichOneof("outcome") for o in response.outcomes] == ["started"] * 20
+    assert [o.started.created for o in response.outcomes].count(True) == 1
+    assert all(o.started.workflow == response.outcomes[0].started.workflow for o in response.outcomes)
+    assert await conn.fetchval("SELECT count(*) FROM workflows") == 1
+
+
+async def test_concurrent_starts_of_one_id_through_two_coordinators_create_and_run_it_once(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    coordinators = [await server.start(settings)]
+    try:
+        coordinators.append(await server.start(settings))
+        addresses = [f"127.0.0.1:{c.port}" for c in coordinators]
+        workflow_id = f"shared-once-{uuid.uuid4().hex[:8]}"
+        responses = await start_on_own_channels(
+            addresses * 10, checkout_start(workflow_id, "o-11", ["j", "k"])
+        )
+        created = [a for a, r in zip(addresses * 10, responses, strict=True) if r.created]
+        assert len(created) == 1
+        assert all(r.workflow == responses[0].workflow for r in responses)
+        assert responses[0].workflow.workflow_id == workflow_id
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 1
+
+        # The worker connects to the coordinator that did not record the workflow: it still
+        # gets it, from the database, and runs it once.
+        other = next(a for a in addresses if a != created[0])
+        async with Client(other) as client, Worker(other, workflows=[checkout]):
+            result = await client.get_handle(workflow_id).result(timeout=10)
+            info = await client.get_workflow(workflow_id)
+        assert result == {"reserved": [True, True], "receipt": "receipt-o-11-1250"}
+        assert (info.status, info.epoch, info.recovery_attempts) == (WorkflowStatus.SUCCEEDED, 1, 0)
+        assert side_effects == Counter({"reserve j": 1, "reserve k": 1, "charge o-11": 1})
+        steps = await conn.fetch("SELECT step_id, name, epoch FROM steps ORDER BY step_id")
+        assert [tuple(r) for r in steps] == [("1", "reserve", 1), ("2", "reserve", 1), ("3", "charge", 1)]
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 1
+    finally:
+        for c in coordinators:
+            await c.stop(grace=0)
+
+
 async def test_the_same_id_under_another_name_is_a_conflict(address: str, client: Client) -> None:
     await client.start_workflow("checkout", "o-6", [], workflow_id="taken")
     with pytest.raises(WorkflowConflictError, match="already belongs to workflow 'checkout'"):
@@ -178,9 +270,6 @@ async def test_list_workflows_filters_and_pages(address: str, client: Client) ->
 async def test_finished_workflows_are_deleted_after_the_retention(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
-    from coordinator import server
-    from coordinator.config import Settings
-
     running = await server.start(
         Settings(port=0, database_url=database_url, pool_size=4, retention_hours=0.0002)  # 0.72 s
     )
