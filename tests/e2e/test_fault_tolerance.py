@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections import Counter
@@ -43,6 +44,13 @@ async def test_a_frozen_worker_loses_its_work_and_its_late_writes_change_nothing
         lambda: _contains(zombie.log, "workflow zombie epoch 1 abandoned"),
         what="the zombie to be told to abandon",
     )
+    # The step the zombie had in flight finished after the thaw, and its result (kept until
+    # acknowledged, resent on reconnect) reached the coordinator and was refused there.
+    refused = f"write refused: workflow zombie epoch 1 from {zombie.worker_id}"
+    await eventually(
+        lambda: _contains(c.coordinator_log, refused),
+        what="the zombie's late step result to be refused",
+    )
     assert await handle.steps() == before, "a late write from the zombie changed a recorded step"
     info = await handle.info()
     assert (info.status, info.epoch, info.recovery_attempts) == (WorkflowStatus.SUCCEEDED, 2, 1)
@@ -52,6 +60,39 @@ async def test_a_frozen_worker_loses_its_work_and_its_late_writes_change_nothing
         "the zombie started a step body after its lease ran out"
     )
     assert all(s.worker_id != zombie.worker_id for s in before if s.step_id not in {"1", "2"})
+
+
+async def test_a_worker_cut_off_from_the_coordinator_starts_no_step_body_once_its_lease_ends(
+    cluster: ClusterFactory,
+) -> None:
+    lease = 1.0
+    c = await cluster(lease_ms=str(int(lease * 1000)))
+    await c.start_worker("cut-off")
+    handle = await c.client.start_workflow("ticker", 40, 0.1, workflow_id="ticker")
+    await eventually(lambda: recorded_at_least(c, "ticker", 3), what="a few recorded ticks")
+    assert c.coordinator is not None
+    c.coordinator.signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    try:
+        # The window measured: the worker hears nothing for two and a half leases.
+        await asyncio.sleep(2.5 * lease)
+    finally:
+        c.coordinator.signal(signal.SIGCONT)
+    thawed_at = time.time()
+    assert await handle.result(timeout=30) == list(range(40))
+
+    lines = [e for e in c.effects() if e.workflow_id == "ticker"]
+    calls = [e.started for e in lines if e.what.startswith("call ")]
+    bodies = [e.started for e in lines if e.what.startswith("tick ")]
+    # The worker's own deadline counts from the last acknowledged heartbeat, sent before
+    # the coordinator stopped: no later than frozen_at + lease.
+    cut_off = frozen_at + lease + 0.05
+    assert len([t for t in calls if cut_off < t < thawed_at - 0.1]) >= 5, (
+        "the workflow should have kept calling steps while cut off"
+    )
+    late = [t - frozen_at for t in bodies if cut_off < t < thawed_at]
+    assert not late, f"step bodies started {late} s after the coordinator stopped (lease {lease} s)"
+    assert len({e.what for e in lines if e.what.startswith("tick ")}) == 40
 
 
 async def _contains(path: object, text: str) -> bool:

@@ -21,11 +21,15 @@ async def succeeded(client: Client, workflow_id: str) -> int:
     return sum(s.status is StepStatus.SUCCEEDED for s in await client.list_steps(workflow_id))
 
 
+@pytest.mark.parametrize("same_id", [False, True], ids=["another-worker", "same-worker-id"])
 async def test_twenty_steps_resume_on_a_new_worker_and_recorded_steps_never_rerun(
-    client: Client, worker: WorkerFactory, tmp_path: Path
+    client: Client, worker: WorkerFactory, tmp_path: Path, same_id: bool
 ) -> None:
     effects = tmp_path / "effects"
-    first = await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.05")
+    # The replacement is either a worker of its own or the killed one restarted under its
+    # worker ID (the coordinator learns of the death from the closed stream either way).
+    ids = {"STEPLINE_WORKER_ID": "restarted"} if same_id else {}
+    first = await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.05", **ids)
     handle = await client.start_workflow("twenty_steps", "job", workflow_id="twenty")
     await eventually(lambda: succeeded(client, "twenty"), what="a recorded step")
     await eventually(lambda: _at_least(client, "twenty", 5), what="five recorded steps")
@@ -35,7 +39,8 @@ async def test_twenty_steps_resume_on_a_new_worker_and_recorded_steps_never_reru
     }
     assert 5 <= len(recorded_before) < 20, "the kill must land mid-workflow"
 
-    await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.05")
+    second = await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.05", **ids)
+    assert (second.worker_id == first.worker_id) == same_id
     expected = [f"job-seq-{i}-done" for i in range(10)] + [f"job-par-{i}-done" for i in range(10)]
     assert await handle.result(timeout=60) == expected
 
@@ -61,14 +66,16 @@ async def test_helpers_with_random_delays_recover_with_the_same_ids(
     client: Client, worker: WorkerFactory, tmp_path: Path, name: str
 ) -> None:
     effects = tmp_path / "effects"
-    first = await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.03")
+    # Steps of 0-0.2 s: the whole workflow takes about a second, so the kill, right after
+    # the eighth of thirty steps is recorded, lands mid-way even on a loaded machine.
+    first = await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.1")
     handle = await client.start_workflow(name, workflow_id=name)
     await eventually(lambda: _at_least(client, name, 8), what="eight recorded steps")
     await first.kill()
     recorded_before = {s.step_id for s in await client.list_steps(name) if s.status is StepStatus.SUCCEEDED}
     assert len(recorded_before) < 30, "the kill must land mid-workflow"
 
-    await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.03")
+    await worker(SIDE_EFFECTS=str(effects), STEP_DELAY="0.1")
     assert await handle.result(timeout=60) == [[f"{i}.{j}" for j in range(3)] for i in range(10)]
 
     ids_by_call: dict[str, set[str]] = defaultdict(set)

@@ -15,20 +15,31 @@ import signal
 import time
 from typing import Any
 
-from worker_sdk import RetryPolicy, Workflow, current_step, step, workflow
+from worker_sdk import RetryPolicy, Workflow, current_step, step, workflow, workflow_id
 
 
-def effect(text: str, started: float | None = None) -> None:
-    ctx = current_step()
-    assert ctx is not None
+def _line(workflow: str, step_id: str, attempt: int, when: float, text: str) -> None:
     worker = os.environ.get("WORKER_NAME", str(os.getpid()))
-    when = time.time() if started is None else started
-    line = f"{ctx.workflow_id}\t{ctx.step_id}\t{worker}\t{ctx.attempt}\t{when:.6f}\t{text}\n".encode()
+    line = f"{workflow}\t{step_id}\t{worker}\t{attempt}\t{when:.6f}\t{text}\n".encode()
     fd = os.open(os.environ["SIDE_EFFECTS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)  # one write with O_APPEND: whole lines, even across processes
     finally:
         os.close(fd)
+
+
+def effect(text: str, started: float | None = None) -> None:
+    """A step body's line."""
+    ctx = current_step()
+    assert ctx is not None
+    _line(ctx.workflow_id, ctx.step_id, ctx.attempt, time.time() if started is None else started, text)
+
+
+def note(text: str) -> None:
+    """A line from workflow code itself (not a step body): step ID "-", attempt 0."""
+    wf = workflow_id()
+    assert wf is not None
+    _line(wf, "-", 0, time.time(), text)
 
 
 def delay() -> float:
@@ -103,9 +114,15 @@ async def sequence(n: int) -> list[str]:
     return [await record(f"s{i}") for i in range(n)]
 
 
+BEGIN = "begin "
+
+
 @step()
 async def jittered(i: int) -> int:
     started = time.time()
+    # Also marked at the start: a body cut short by a kill leaves this line alone, so the
+    # chaos test sees every body that started, not only those that finished.
+    effect(f"{BEGIN}j{i}", started)
     await asyncio.sleep(random.uniform(0.5, 1.5) * delay())
     effect(f"j{i}", started)
     return i * i
@@ -117,6 +134,23 @@ async def chaos(n: int) -> int:
     total = sum([await jittered(i) for i in range(n // 2)])
     total += sum(await asyncio.gather(*(jittered(i) for i in range(n // 2, n))))
     return total
+
+
+@step()
+async def tick(i: int) -> int:
+    effect(f"tick {i}")
+    return i
+
+
+@workflow()
+async def ticker(n: int, every: float) -> list[int]:
+    """Calls a step every ``every`` seconds without waiting for the ones before it."""
+    calls = []
+    for i in range(n):
+        note(f"call {i}")
+        calls.append(asyncio.create_task(tick(i)))
+        await asyncio.sleep(every)
+    return list(await asyncio.gather(*calls))
 
 
 class Flaky(Exception):
@@ -168,6 +202,7 @@ ALL: list[Workflow[Any, Any]] = [
     helpers_task_group,
     evolving,
     sequence,
+    ticker,
     chaos,
     retrying,
     poison,
