@@ -134,7 +134,8 @@ driven by the harness over stdin. Both with their default settings.
   `Client.start_workflow` from the harness, one worker process; DBOS: `asyncio.gather` of
   `start_workflow_async` in the app process), timed from before the first start to the
   last result (Stepline: `handle.result()` in the harness; DBOS: `handle.get_result()`).
-  Repeated; the median run is reported.
+  Repeated (DBOS 3 times; Stepline, whose run takes a second, 9 times); the median run is
+  reported. PostgreSQL is first left to go idle (no autovacuum, no query) and checkpointed.
 - **(c)** One workflow gathering 100 steps with `asyncio.gather`, timed inside the
   workflow; median of several runs.
 - **(d)** A workflow records one step and blocks in the second. The harness notes
@@ -152,7 +153,8 @@ driven by the harness over stdin. Both with their default settings.
   system's tables in bulk SQL (`bench/fill.py`; then VACUUM ANALYZE and CHECKPOINT): the
   median steps/s, and its share of an empty twin's (the same processes on an empty
   database of their own), which runs (b) alternately with the filled system; the share is
-  the median of the paired ratios, so that load from elsewhere falls on both.
+  the median of the paired ratios (3 pairs for DBOS, 9 for Stepline, each after PostgreSQL
+  went idle), so that load from elsewhere falls on both.
 - **RSS** at 10,000 in-flight workflows, each sleeping in a step: `VmRSS` of each
   process once every workflow's step has started. DBOS has no coordinator.
 - **CPU** per 1,000 steps during (b): `utime + stime` from `/proc/<pid>/stat` before and
