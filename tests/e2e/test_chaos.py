@@ -158,12 +158,31 @@ class Chaos:
             else:
                 freeze = self.rng.random() < 0.35
             if freeze:
+                if self.freezes == 0:
+                    # The first zombie is the busiest worker: it surely has steps in flight,
+                    # whose late results the coordinator must refuse.
+                    victim = await self.busiest(victim)
                 self.thawing[asyncio.create_task(self.freeze(victim))] = victim
                 self.freezes += 1
             else:
                 await victim.kill()
                 self.kills += 1
             await self.c.start_worker(**self.env)
+
+    async def busiest(self, fallback: Process) -> Process:
+        """The live, unfrozen worker that owns the most running workflows."""
+        frozen = {p for t, p in self.thawing.items() if not t.done()}
+        candidates = {w.worker_id: w for w in self.c.workers if w.alive and w not in frozen}
+        db = await self.c.db()
+        try:
+            rows = await db.fetch(
+                "SELECT owner_id FROM workflows WHERE status = 'RUNNING' AND owner_id = ANY($1::text[]) "
+                "GROUP BY owner_id ORDER BY count(*) DESC LIMIT 1",
+                list(candidates),
+            )
+        finally:
+            await db.close()
+        return candidates[rows[0]["owner_id"]] if rows else fallback
 
     async def freeze(self, victim: Process) -> None:
         """SIGSTOP past the lease (its work is reassigned), then SIGCONT: a zombie."""
