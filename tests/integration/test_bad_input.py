@@ -92,30 +92,28 @@ LOOKUPS = {
 
 
 @pytest.mark.parametrize("method", list(LOOKUPS))
-async def test_an_unknown_workflow_id_is_not_found(
-    channel: grpc.aio.Channel, conn: asyncpg.Connection, method: str
+@pytest.mark.parametrize(
+    ("workflow_id", "code", "message"),
+    [
+        pytest.param("nobody", NOT_FOUND, "workflow 'nobody' does not exist", id="unknown"),
+        pytest.param("", INVALID, "workflow_id must not be empty", id="empty"),
+    ],
+)
+async def test_looking_up_a_bad_workflow_id_is_refused(
+    channel: grpc.aio.Channel,
+    conn: asyncpg.Connection,
+    method: str,
+    workflow_id: str,
+    code: grpc.StatusCode,
+    message: str,
 ) -> None:
     stub = cpb_grpc.WorkflowServiceStub(channel)
     await stub.StartWorkflow(start(workflow_id="existing"))
     before = await snapshot(conn)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await getattr(stub, method)(LOOKUPS[method](workflow_id="nobody"))
-    assert caught.value.code() == NOT_FOUND
-    assert caught.value.details() == "workflow 'nobody' does not exist"
-    assert await snapshot(conn) == before
-
-
-@pytest.mark.parametrize("method", list(LOOKUPS))
-async def test_an_empty_workflow_id_is_invalid_argument(
-    channel: grpc.aio.Channel, conn: asyncpg.Connection, method: str
-) -> None:
-    stub = cpb_grpc.WorkflowServiceStub(channel)
-    await stub.StartWorkflow(start(workflow_id="existing"))
-    before = await snapshot(conn)
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await getattr(stub, method)(LOOKUPS[method](workflow_id=""))
-    assert caught.value.code() == INVALID
-    assert caught.value.details() == "workflow_id must not be empty"
+        await getattr(stub, method)(LOOKUPS[method](workflow_id=workflow_id))
+    assert caught.value.code() == code
+    assert caught.value.details() == message
     assert await snapshot(conn) == before
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 
 from worker_sdk import Client, Worker, step, workflow, workflow_id
 
@@ -50,28 +52,27 @@ async def looks_after_each_step() -> list[str]:
     return values
 
 
-async def test_workflow_code_sees_a_step_result_only_once_it_is_committed(
-    address: str, client: Client, database_url: str
-) -> None:
+@pytest.fixture
+async def probe(database_url: str) -> AsyncIterator[Probe]:
     looker = await asyncpg.connect(database_url)
-    probe = Probe(looker)
-    probes.append(probe)
-    try:
-        async with Worker(address, workflows=[looks_after_each_step]):
-            handle = await client.start_workflow(looks_after_each_step, workflow_id="durable")
-            assert await handle.result(timeout=30) == ["one", "two"]
-    finally:
-        await looker.close()
+    probes.append(Probe(looker))
+    yield probes[-1]
+    await looker.close()
+
+
+async def test_workflow_code_sees_a_step_result_only_once_it_is_committed(
+    address: str, client: Client, probe: Probe
+) -> None:
+    async with Worker(address, workflows=[looks_after_each_step]):
+        handle = await client.start_workflow(looks_after_each_step, workflow_id="durable")
+        assert await handle.result(timeout=30) == ["one", "two"]
     # Read on another connection, after each call returned: committed, with its value.
     assert probe.seen == [("SUCCEEDED", b'"one"'), ("SUCCEEDED", b'"two"')]
 
 
 async def test_a_step_result_that_cannot_be_committed_holds_the_workflow_back(
-    address: str, client: Client, database_url: str
+    address: str, client: Client, probe: Probe, database_url: str
 ) -> None:
-    looker = await asyncpg.connect(database_url)
-    probe = Probe(looker)
-    probes.append(probe)
     blocker = await asyncpg.connect(database_url)
     try:
         async with Worker(address, workflows=[looks_after_each_step]):
@@ -87,7 +88,6 @@ async def test_a_step_result_that_cannot_be_committed_holds_the_workflow_back(
             assert await handle.result(timeout=30) == ["one", "two"]
     finally:
         await blocker.close()
-        await looker.close()
     assert probe.second_started.is_set()
     assert probe.seen == [("SUCCEEDED", b'"one"'), ("SUCCEEDED", b'"two"')]
 
