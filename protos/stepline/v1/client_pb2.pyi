@@ -43,7 +43,9 @@ class StartWorkflowRequest(_message.Message):
     worker yet; the workflow waits ENQUEUED until one is.
     """
     workflow_id: _builtins.str
-    """The ID to give the workflow. Empty means the coordinator generates a UUID."""
+    """The ID to give the workflow. Empty means the coordinator generates a time-ordered UUID
+    (version 7), so IDs it makes up sort by creation time.
+    """
     @_builtins.property
     def input(self) -> _common_pb2.Payload:
         """The input. The Python SDK encodes {"args": [...], "kwargs": {...}} as JSON."""
