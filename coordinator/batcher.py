@@ -10,7 +10,8 @@ measured no better). When PostgreSQL is
 unavailable the same batch is retried with backoff until it succeeds, and a batch that lost
 a deadlock or serialization conflict (possible with several coordinators on one database)
 is retried at once; its items are neither lost nor acknowledged meanwhile, so ``flush``
-must be safe to repeat.
+must be safe to repeat. A batch refused for what is in it is split until the items at
+fault are found; only they are answered with the error (``fail``).
 """
 
 from __future__ import annotations
@@ -66,11 +67,32 @@ class Batcher(Generic[T]):
             await self._write(batch)
 
     async def _write(self, batch: list[T]) -> None:
+        """Writes ``batch``; when it cannot be written as it is, finds the items at fault.
+
+        A batch refused for what is in it (a value PostgreSQL will not store, a bug) is
+        split in halves, each written on its own, down to single items: only the items at
+        fault are answered with the error, and everything else in the batch is written.
+        """
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            error = await self._write_part(part)
+            if error is None:
+                continue
+            if len(part) == 1:
+                self._fail(part, error)
+            else:
+                half = len(part) // 2
+                parts += [part[half:], part[:half]]
+
+    async def _write_part(self, batch: list[T]) -> CoordinatorError | None:
+        """Writes one batch, retrying it through outages and lost conflicts; returns the
+        error that refused it, if one did."""
         delay = 0.05
         while True:
             try:
                 await self._flush(batch)
-                return
+                return None
             except Conflict as exc:
                 log.info("%s: batch of %d lost a conflict, retrying: %s", self._name, len(batch), exc)
             except Unavailable as exc:
@@ -78,11 +100,11 @@ class Batcher(Generic[T]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except Exception as exc:
-                # Not a passing outage: the batch cannot be written as it is. Its items are
-                # answered with the error instead of blocking everything behind them.
-                log.exception("%s: batch of %d failed", self._name, len(batch))
-                error = (
-                    exc if isinstance(exc, CoordinatorError) else CoordinatorError(f"internal error: {exc}")
-                )
-                self._fail(batch, error)
-                return
+                # Not a passing outage: the batch cannot be written as it is.
+                if len(batch) == 1:
+                    log.warning("%s: an item was refused: %s", self._name, exc, exc_info=True)
+                else:
+                    log.info("%s: batch of %d refused, splitting it: %s", self._name, len(batch), exc)
+                if isinstance(exc, CoordinatorError):
+                    return exc
+                return CoordinatorError(f"internal error: {type(exc).__name__}: {exc}")

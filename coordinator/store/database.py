@@ -10,33 +10,53 @@ from typing import Any
 
 import asyncpg
 
-from coordinator.errors import Conflict, CoordinatorError, Unavailable
+from coordinator.errors import Conflict, CoordinatorError, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information.
 
-# Errors that mean "PostgreSQL is not reachable right now", as opposed to "this statement
-# is wrong": connection exceptions (SQLSTATE class 08), operator intervention (57: shutdown,
-# cannot connect now), a closed connection, a refused socket, a timed-out connect.
-TRANSIENT = (
+# Errors that mean "PostgreSQL cannot be reached right now", as opposed to "this statement
+# or its values are wrong": connection exceptions (SQLSTATE class 08), operator
+# intervention (57: shutdown, cannot connect now), insufficient resources (53: too many
+# connections, disk full), a refused or broken socket, a timed-out connect.
+CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InternalClientError,
-    asyncpg.InterfaceError,
+    asyncpg.exceptions.InsufficientResourcesError,
     OSError,
     asyncio.TimeoutError,
 )
+# Errors that mean "these values cannot be stored": data exceptions (22, such as a string
+# PostgreSQL's jsonb refuses), integrity violations (23), and asyncpg's own refusal to
+# encode an argument (an InterfaceError that is also a ValueError).
+_BAD_VALUES = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError)
 
 
-def translate(exc: BaseException) -> CoordinatorError:
+def transient(exc: BaseException, conn: Connection | None = None) -> bool:
+    """Whether ``exc`` means that PostgreSQL is out of reach, so that the same work may
+    succeed later. ``conn`` is the connection it came from, if any."""
+    if isinstance(exc, CONNECTION_LOST):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError):
+        # asyncpg's state errors ("connection is closed", "pool is closing") mean an outage
+        # only when the connection is in fact gone; on an open one they are bugs, and
+        # retrying a bug forever would hide it behind a NOT_SERVING health status.
+        return conn is None or conn.is_closed()
+    return False
+
+
+def translate(exc: BaseException, conn: Connection | None = None) -> CoordinatorError:
     """Maps an exception raised while talking to PostgreSQL to the coordinator's tree."""
     if isinstance(exc, CoordinatorError):
         return exc
-    if isinstance(exc, TRANSIENT):
+    if transient(exc, conn):
         return Unavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}")
     if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
         return Conflict(f"{type(exc).__name__}: {exc}")
+    bad_argument = isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
+    if isinstance(exc, _BAD_VALUES) or bad_argument:
+        return InvalidArgument(f"PostgreSQL refused the values: {type(exc).__name__}: {exc}")
     return CoordinatorError(f"database error: {type(exc).__name__}: {exc}")
 
 
@@ -81,29 +101,33 @@ class Database:
             self._writer.terminate()
         try:
             await asyncio.wait_for(self._pool.close(), timeout=5)
-        except (TimeoutError, *TRANSIENT):
+        except (TimeoutError, *CONNECTION_LOST):
             self._pool.terminate()
 
-    @asynccontextmanager
-    async def _translated(self) -> AsyncIterator[None]:
-        """Errors leave as CoordinatorErrors; whether PostgreSQL answered is remembered."""
-        try:
-            yield
-        except Exception as exc:
-            if isinstance(exc, TRANSIENT):
-                if self.healthy:
-                    log.warning("PostgreSQL became unavailable: %s: %s", type(exc).__name__, exc)
-                self.healthy = False
-            raise translate(exc) from exc
+    def _failed(self, exc: Exception, conn: Connection | None) -> CoordinatorError:
+        """Translates ``exc`` and remembers whether PostgreSQL answered."""
+        error = translate(exc, conn)
+        if isinstance(error, Unavailable):
+            if self.healthy:
+                log.warning("PostgreSQL became unavailable: %s: %s", type(exc).__name__, exc)
+            self.healthy = False
+        return error
+
+    def _answered(self) -> None:
         if not self.healthy:
             log.info("PostgreSQL is available again")
         self.healthy = True
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection."""
-        async with self._translated(), self._pool.acquire(timeout=10) as conn:
-            yield conn
+        """A pooled connection. Errors leave as CoordinatorErrors."""
+        conn: Connection | None = None
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                yield conn
+        except Exception as exc:
+            raise self._failed(exc, conn) from exc
+        self._answered()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -113,8 +137,8 @@ class Database:
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[Connection]:
         """The connection of the per-step write path, held across batches (no pool hand-off
-        per batch). One user at a time; replaced after a failure."""
-        async with self._translated():
+        per batch). One user at a time; replaced after it is lost."""
+        try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(
                     self._url,
@@ -125,9 +149,11 @@ class Database:
                     # the batch (every lookup is a primary-key probe), so plan them once.
                     server_settings={"plan_cache_mode": "force_generic_plan"},
                 )
-            try:
-                yield self._writer
-            except TRANSIENT:
+            yield self._writer
+        except Exception as exc:
+            error = self._failed(exc, self._writer)
+            if isinstance(error, Unavailable) and self._writer is not None:
                 self._writer.terminate()
                 self._writer = None
-                raise
+            raise error from exc
+        self._answered()

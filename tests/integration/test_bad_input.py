@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator import server
 from coordinator.config import Settings
@@ -189,11 +190,14 @@ class Events:
 
     async def next(self, kind: str) -> wpb.CoordinatorEvent:
         """The next event, which must be of ``kind``."""
-        while not self._pending:
-            self._pending.extend((await read(self.call)).events)
-        event = self._pending.pop(0)
+        event = await self.next_any()
         assert event.WhichOneof("kind") == kind, event
         return event
+
+    async def next_any(self) -> wpb.CoordinatorEvent:
+        while not self._pending:
+            self._pending.extend((await read(self.call)).events)
+        return self._pending.pop(0)
 
 
 def step_result(workflow_id: str = "victim", step_id: str = "1", data: bytes = b'"ok"') -> wpb.WorkerEvent:
@@ -301,3 +305,56 @@ async def test_without_the_api_key_every_call_is_unauthenticated(
             assert await (await client.start_workflow("wf", workflow_id="yes")).result(timeout=10) == "ok"
     finally:
         await running.stop(grace=0)
+
+
+def step_error(workflow_id: str, step_id: str, message: str) -> wpb.WorkerEvent:
+    error = pb.ErrorInfo(type="builtins.ValueError", message=message)
+    result = wpb.StepResult(
+        workflow_id=workflow_id, epoch=1, step_id=step_id, step_name="s", attempt=1, error=error
+    )
+    return wpb.WorkerEvent(step_result=result)
+
+
+async def test_a_value_postgresql_refuses_fails_only_its_event_and_the_write_path_goes_on(
+    coordinator: server.Running, channel: grpc.aio.Channel, conn: asyncpg.Connection
+) -> None:
+    call = wpb_grpc.WorkerServiceStub(channel).Connect()
+    events = Events(call)
+    await call.write(register())
+    await events.next("registered")
+    stub = cpb_grpc.WorkflowServiceStub(channel)
+    for workflow_id in ("victim", "bystander"):
+        await stub.StartWorkflow(start(workflow_id=workflow_id))
+        await events.next("assignment")
+
+    # One frame, so one batch: jsonb cannot hold U+0000, so PostgreSQL refuses the first
+    # event's error; the events beside it in the batch must still be written.
+    frame = [
+        step_error("victim", "1", "bad \x00 byte"),
+        step_result("victim", "2"),
+        step_result("bystander", "1"),
+    ]
+    await call.write(wpb.WorkerFrame(events=frame))
+    answers = [await events.next_any() for _ in range(3)]
+    rejected = [a.rejected for a in answers if a.WhichOneof("kind") == "rejected"]
+    acked = {
+        (a.step_ack.workflow_id, a.step_ack.step_id) for a in answers if a.WhichOneof("kind") == "step_ack"
+    }
+    assert acked == {("victim", "2"), ("bystander", "1")}
+    assert [(r.workflow_id, r.step_id, r.status.code) for r in rejected] == [
+        ("victim", "1", INVALID.value[0])
+    ]
+    assert "PostgreSQL refused the values" in rejected[0].status.message
+    recorded = await conn.fetch(
+        "SELECT w.workflow_id, s.step_id FROM steps s JOIN workflows w ON w.seq = s.workflow_seq"
+    )
+    assert sorted(tuple(r) for r in recorded) == [("bystander", "1"), ("victim", "2")]
+
+    # Not an outage: health stays SERVING and the next batch is written as usual.
+    assert coordinator.db.healthy
+    health: Any = health_pb2_grpc.HealthStub(channel)  # its typing stubs omit the methods
+    response = await health.Check(health_pb2.HealthCheckRequest(service="stepline.v1.WorkerService"))
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    await call.write(wpb.WorkerFrame(events=[step_result("victim", "3")]))
+    assert (await events.next("step_ack")).step_ack.step_id == "3"
+    call.cancel()
