@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
+from coordinator.errors import CoordinatorError, Unauthenticated
+from coordinator.status import abort
+
 if TYPE_CHECKING:
     MethodHandler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
@@ -33,13 +36,19 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                 scheme, _, token = text.partition(" ")
                 if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._key):
                     return handler
-        message = "missing or wrong API key: send metadata 'authorization: Bearer <STEPLINE_API_KEY>'"
-        return _refusal(handler, message)
+        return _refusal(
+            handler,
+            Unauthenticated(
+                "missing or wrong API key: send metadata 'authorization: Bearer <STEPLINE_API_KEY>'"
+            ),
+        )
 
 
-def _refusal(handler: MethodHandler, message: str) -> MethodHandler:
+def _refusal(handler: MethodHandler, error: CoordinatorError) -> MethodHandler:
+    """A handler of the same shape that ends the call with ``error``."""
+
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await abort(context, error)
 
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(refuse)

@@ -11,11 +11,10 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator import validation
-from coordinator.errors import CoordinatorError, InvalidArgument
+from coordinator.errors import Code, CoordinatorError, InvalidArgument
 from coordinator.models import (
     Abandon,
     AbandonReason,
@@ -45,6 +44,7 @@ from coordinator.models import (
     WorkflowResult,
     WorkflowStatus,
 )
+from coordinator.status import wire_number
 from protos.stepline.v1 import client_pb2 as cpb
 from protos.stepline.v1 import common_pb2 as pb
 from protos.stepline.v1 import worker_pb2 as wpb
@@ -155,7 +155,7 @@ def start_requests(req: cpb.StartWorkflowsRequest, max_bytes: int) -> list[Start
 def start_outcome(outcome: tuple[WorkflowRecord, bool] | BaseException) -> cpb.StartWorkflowOutcome:
     if isinstance(outcome, CoordinatorError):
         return cpb.StartWorkflowOutcome(
-            error=pb.ErrorStatus(code=outcome.code.value[0], message=str(outcome))
+            error=pb.ErrorStatus(code=wire_number(outcome.code), message=str(outcome))
         )
     if isinstance(outcome, BaseException):
         raise outcome
@@ -311,12 +311,11 @@ def _workflow_result(w: wpb.WorkflowResult, max_bytes: int) -> WorkflowResult:
 
 def _rejection(ev: wpb.WorkerEvent, kind: str | None, message: str) -> Rejected:
     body = getattr(ev, kind) if kind else None
-    code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
     return Rejected(
         getattr(body, "workflow_id", ""),
         getattr(body, "epoch", 0),
         getattr(body, "step_id", ""),
-        code,
+        Code.INVALID_ARGUMENT,
         message,
     )
 
@@ -371,7 +370,8 @@ def _other_event(target: wpb.CoordinatorEvent, ev: CoordinatorEvent) -> None:
         if ev.workflow is not None:
             r.workflow.CopyFrom(workflow_info(ev.workflow))
         else:
-            r.error.CopyFrom(pb.ErrorStatus(code=ev.error_code, message=ev.error_message))
+            assert ev.error is not None
+            r.error.CopyFrom(pb.ErrorStatus(code=wire_number(ev.error.code), message=str(ev.error)))
     elif isinstance(ev, Abandon):
         target.abandon.CopyFrom(
             wpb.Abandon(
@@ -387,7 +387,7 @@ def _other_event(target: wpb.CoordinatorEvent, ev: CoordinatorEvent) -> None:
                 workflow_id=ev.workflow_id,
                 epoch=ev.epoch,
                 step_id=ev.step_id,
-                status=pb.ErrorStatus(code=ev.code, message=ev.message),
+                status=pb.ErrorStatus(code=wire_number(ev.code), message=ev.message),
             )
         )
     elif isinstance(ev, Registered):

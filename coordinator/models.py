@@ -16,6 +16,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from coordinator.errors import Code, CoordinatorError
+
 
 class WorkflowStatus(enum.Enum):
     """Mirrors stepline.v1.WorkflowStatus; the value is what PostgreSQL stores."""
@@ -211,8 +213,7 @@ class StartResult:
     request_id: str
     workflow: WorkflowRecord | None
     created: bool
-    error_code: int = 0
-    error_message: str = ""
+    error: CoordinatorError | None = None
 
 
 @dataclass(slots=True)
@@ -242,7 +243,7 @@ class Rejected:
     workflow_id: str
     epoch: int
     step_id: str
-    code: int
+    code: Code
     message: str
 
 

@@ -14,11 +14,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-import grpc
-
 from coordinator.batcher import Batcher
 from coordinator.dispatch import Dispatcher
-from coordinator.errors import CoordinatorError
+from coordinator.errors import Code, CoordinatorError
 from coordinator.models import (
     Abandon,
     AbandonReason,
@@ -184,7 +182,7 @@ class Recorder:
                         w.workflow_id,
                         w.epoch,
                         w.step_id,
-                        grpc.StatusCode.NOT_FOUND.value[0],
+                        Code.NOT_FOUND,
                         f"workflow {w.workflow_id!r} does not exist",
                     )
                 )
@@ -214,7 +212,7 @@ class Recorder:
                         w.workflow_id,
                         w.epoch,
                         w.step_id,
-                        grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                        Code.FAILED_PRECONDITION,
                         f"non-determinism: step {w.step_id!r} was recorded as {f.step.name!r}, "
                         f"now reported as {w.name!r}",
                     )
@@ -226,7 +224,7 @@ class Recorder:
                         w.workflow_id,
                         w.epoch,
                         w.step_id,
-                        grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                        Code.FAILED_PRECONDITION,
                         f"step {w.step_id!r} already has a final outcome from epoch {f.step.epoch}",
                     )
                 )
@@ -242,7 +240,7 @@ class Recorder:
                         o.workflow_id,
                         o.epoch,
                         "",
-                        grpc.StatusCode.NOT_FOUND.value[0],
+                        Code.NOT_FOUND,
                         f"workflow {o.workflow_id!r} does not exist",
                     )
                 )
@@ -272,13 +270,11 @@ class Recorder:
             if isinstance(item, PendingStep):
                 w = item.write
                 self._reply(item.session).send(
-                    Rejected(w.workflow_id, w.epoch, w.step_id, error.code.value[0], str(error))
+                    Rejected(w.workflow_id, w.epoch, w.step_id, error.code, str(error))
                 )
             else:
                 o = item.outcome
-                self._reply(item.session).send(
-                    Rejected(o.workflow_id, o.epoch, "", error.code.value[0], str(error))
-                )
+                self._reply(item.session).send(Rejected(o.workflow_id, o.epoch, "", error.code, str(error)))
 
 
 def _merge(earlier: PendingStep, later: PendingStep) -> PendingStep:

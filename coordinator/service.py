@@ -17,8 +17,9 @@ import grpc
 
 from coordinator import convert, validation
 from coordinator.engine import Engine
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.sessions import Session
+from coordinator.status import abort
 from protos.stepline.v1 import client_pb2 as cpb
 from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
 from protos.stepline.v1 import worker_pb2 as wpb
@@ -39,7 +40,7 @@ def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await method(self, request, context)
         except CoordinatorError as exc:
-            await context.abort(exc.code, str(exc))
+            await abort(context, exc)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -137,7 +138,7 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
         except StopAsyncIteration:
             return
         except CoordinatorError as exc:
-            await context.abort(exc.code, str(exc))
+            await abort(context, exc)
         self._take(session, rest)
         reader = asyncio.create_task(self._read(session, request_iterator))
         writer = asyncio.create_task(self._write(session, context))
@@ -159,7 +160,7 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
             # cancellation of this handler can keep them owned by a worker that is gone.
             self._engine.end_session(session, reason)
         if ended_here:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"session ended: {reason}")
+            await abort(context, Unavailable(f"session ended: {reason}"))
 
     def _take(self, session: Session, events: Any) -> None:
         converted, rejected = convert.worker_events(events, self._max)

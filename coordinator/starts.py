@@ -167,9 +167,7 @@ class Starter:
                     item.future.set_result(outcome)
         elif item.session is not None:
             if isinstance(outcome, CoordinatorError):
-                item.session.send(
-                    StartResult(item.request.request_id, None, False, outcome.code.value[0], str(outcome))
-                )
+                item.session.send(StartResult(item.request.request_id, None, False, outcome))
             else:
                 item.session.send(StartResult(item.request.request_id, outcome[0], outcome[1]))
 
