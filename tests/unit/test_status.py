@@ -16,5 +16,8 @@ def test_every_code_has_a_grpc_status_of_the_same_name() -> None:
 
 
 def test_every_error_class_carries_a_code() -> None:
-    classes = [errors.CoordinatorError, *errors.CoordinatorError.__subclasses__()]
+    classes: list[type[errors.CoordinatorError]] = [
+        errors.CoordinatorError,
+        *errors.CoordinatorError.__subclasses__(),
+    ]
     assert {c.code for c in classes} == set(errors.Code)
