@@ -13,7 +13,8 @@ import logging
 from collections.abc import Iterable
 
 from coordinator.errors import Unavailable
-from coordinator.models import Assignment, StepRecord, WorkflowRecord, WorkflowStatus
+from coordinator.models import Assignment, StepRecord, WorkflowRecord
+from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
 from coordinator.stats import Stats
 from coordinator.store import steps, workflows
@@ -42,11 +43,18 @@ async def load_history(conn: Connection, records: list[WorkflowRecord]) -> dict[
 
 class Dispatcher:
     def __init__(
-        self, db: Database, sessions: Sessions, waiters: Waiters, max_recovery_attempts: int, stats: Stats
+        self,
+        db: Database,
+        sessions: Sessions,
+        ownership: Ownership,
+        waiters: Waiters,
+        max_recovery_attempts: int,
+        stats: Stats,
     ) -> None:
         self._db = db
         self._stats = stats
         self._sessions = sessions
+        self._ownership = ownership
         self._waiters = waiters
         self._max_recovery_attempts = max_recovery_attempts
         # Names that may have unowned workflows, with a generation number each: a name
@@ -108,14 +116,14 @@ class Dispatcher:
 
     async def _dispatch(self) -> None:
         for session in self._sessions:
-            if session.free_slots <= 0 or session.closed.is_set():
+            if self._ownership.free_slots(session) <= 0:
                 continue
             names = [n for n in session.names if n in self._ready]
             if names:
                 await self._claim_for(session, names)
 
     async def _claim_for(self, session: Session, names: list[str]) -> None:
-        limit = session.free_slots
+        limit = self._ownership.free_slots(session)
         generations = {n: self._ready[n] for n in names}
         # Claim and history in one transaction: a claim whose assignment cannot be built
         # must not leave the workflow owned by a worker that never hears of it.
@@ -142,7 +150,7 @@ class Dispatcher:
         """Sends claimed workflows to ``session``; gives them back if it closed meanwhile."""
         lost: list[WorkflowRecord] = []
         for record in claimed:
-            if record.status is not WorkflowStatus.RUNNING:
+            if record.status.done:
                 log.warning(
                     "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
                 )
@@ -152,7 +160,7 @@ class Dispatcher:
             if record.epoch > 1:
                 self._stats.recoveries += 1
             if self._sessions.is_current(session):
-                session.held[record.workflow_id] = record.epoch
+                self._ownership.assign(session, record.workflow_id, record.epoch)
                 session.send(assignment(record, history.get(record.seq, [])))
             else:
                 lost.append(record)

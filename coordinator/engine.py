@@ -1,8 +1,10 @@
 """The coordinator's core: what the gRPC services ask of it, on records, never on protos.
 
-It wires the parts together: ``Sessions`` (connected workers), ``Starter`` (recording
-workflows), ``Recorder`` (the per-step write path), ``Dispatcher`` (handing out unowned
-workflows), ``Waiters`` (AwaitWorkflow), and the lease watchdog.
+It wires the parts together: ``Sessions`` (connected workers), ``Ownership`` (which of
+them runs what), ``Starter`` (recording workflows), ``Recorder`` (the per-step write
+path), ``Dispatcher`` (handing out ready workflows), ``Waiters`` (AwaitWorkflow), and the
+background services ``Leases`` and ``Retention``. Each kind of worker event has one
+handler, registered in ``Engine._handlers``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from coordinator.config import Settings
 from coordinator.dispatch import Dispatcher
 from coordinator.errors import FailedPrecondition, NotFound, Unavailable
+from coordinator.leases import Leases
 from coordinator.models import (
     Abandon,
     AbandonReason,
@@ -36,11 +39,13 @@ from coordinator.models import (
     WorkflowRecord,
     WorkflowResult,
 )
+from coordinator.ownership import Ownership
 from coordinator.recorder import Recorder
+from coordinator.retention import Retention
 from coordinator.sessions import Session, Sessions
 from coordinator.starts import Starter
 from coordinator.stats import Stats
-from coordinator.store import leases, retention, steps, workflows
+from coordinator.store import steps, workflows
 from coordinator.store.database import Database
 from coordinator.waiters import Waiters
 
@@ -58,11 +63,28 @@ class Engine:
         self.stats = Stats()
         self.sessions = Sessions()
         self.waiters = Waiters()
+        self.ownership = Ownership(on_room=lambda: self.dispatcher.poke())
         self.dispatcher = Dispatcher(
-            db, self.sessions, self.waiters, settings.max_recovery_attempts, self.stats
+            db, self.sessions, self.ownership, self.waiters, settings.max_recovery_attempts, self.stats
         )
-        self.starter = Starter(db, self.sessions, self.dispatcher, settings.max_recovery_attempts)
-        self.recorder = Recorder(db, self.sessions, self.dispatcher, self.waiters, self.stats)
+        self.starter = Starter(
+            db, self.sessions, self.ownership, self.dispatcher, settings.max_recovery_attempts
+        )
+        self.recorder = Recorder(db, self.sessions, self.ownership, self.waiters, self.stats)
+        self.leases = Leases(
+            db, self.sessions, settings, self.coordinator_id, self.stats, self.dispatcher.mark_ready
+        )
+        self.retention = Retention(db, settings.retention_hours)
+        # One handler per kind of worker event.
+        self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
+            StepResult: self.recorder.step_result,
+            StepStart: self.recorder.step_start,
+            WorkflowResult: self.recorder.workflow_result,
+            StartRequest: self.starter.start_local,
+            Heartbeat: self._heartbeat,
+            Release: self._release,
+            Drain: self._drain,
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -70,10 +92,7 @@ class Engine:
         self.dispatcher.start()
         self.starter.batcher.start()
         self.recorder.batcher.start()
-        self._tasks.append(asyncio.create_task(self._watch_leases(), name="lease-watchdog"))
-        self._tasks.append(asyncio.create_task(self._keep_leases(), name="db-leases"))
-        if self.settings.retention_hours > 0:
-            self._tasks.append(asyncio.create_task(self._sweep_old(), name="retention"))
+        self._tasks += self.leases.start() + self.retention.start()
 
     async def stop(self) -> None:
         for session in self.sessions:
@@ -88,6 +107,11 @@ class Engine:
         await self.recorder.batcher.stop()
         self.waiters.notify_all()
         log.info("coordinator stats: %s", self.stats.as_dict())
+
+    def _in_background(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- client-facing ------------------------------------------------------------------
 
@@ -129,7 +153,7 @@ class Engine:
             # reach this watch (the recorder drops the hold and notifies in one step). Only
             # the others are read: clients ask again for what is left after every answer,
             # and re-reading everything each time grew with the square of the batch.
-            unknown = [i for i in ids if not self.sessions.holding(i)]
+            unknown = [i for i in ids if self.ownership.holder(i) is None]
             found: dict[str, WorkflowRecord] = {}
             if unknown:
                 async with self.db.connection() as conn:
@@ -170,17 +194,16 @@ class Engine:
             )
         session = Session(registration)
         held = {ref.workflow_id: ref.epoch for ref in registration.held}
-        async with self.sessions.lock(session.worker_id):
+        async with self.sessions.locked(session.worker_id):
             async with self.db.transaction() as conn:
                 released = await workflows.release(conn, session.worker_id, keep=list(held))
                 reattached = await workflows.reattach(conn, session.worker_id, list(held.items()))
-                await leases.take(
-                    conn, session.worker_id, self.coordinator_id, session.session_id, self._db_lease_seconds
-                )
+                await self.leases.take(conn, session.worker_id, session.session_id)
             previous = self.sessions.put(session)
+            kept = tuple(r for r in registration.held if r.workflow_id in reattached)
+            self.ownership.reattach(session, previous, kept)
         if previous is not None:
             previous.close("replaced by a new session of the same worker")
-        session.held.update({i: e for i, e in held.items() if i in reattached})
         session.send(
             Registered(
                 session.session_id,
@@ -188,7 +211,7 @@ class Engine:
                 self.settings.heartbeat_interval_ms,
                 self.settings.max_payload_bytes,
                 PROTOCOL_VERSION,
-                tuple(r for r in registration.held if r.workflow_id in reattached),
+                kept,
             )
         )
         for ref in registration.held:
@@ -211,58 +234,52 @@ class Engine:
     def end_session(self, session: Session, reason: str) -> None:
         """Ends a session now and releases its executions in the background."""
         session.close(reason)
-        task = asyncio.create_task(self.unregister(session, reason), name=f"unregister-{session.worker_id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self.unregister(session, reason), f"unregister-{session.worker_id}")
 
     async def unregister(self, session: Session, reason: str) -> None:
         """Ends a session; its executions go to other workers at once (fencing makes that safe)."""
         session.close(reason)
         delay = 0.05
-        async with self.sessions.lock(session.worker_id):
+        async with self.sessions.locked(session.worker_id):
             if not self.sessions.remove(session):
                 return  # replaced: the new session's registration settled ownership
             log.info(
-                "worker %s disconnected (%s); releasing %d", session.worker_id, reason, len(session.held)
+                "worker %s disconnected (%s); releasing %d",
+                session.worker_id,
+                reason,
+                self.ownership.count(session),
             )
             while True:
                 try:
                     async with self.db.transaction() as conn:
                         # A draining worker hands its executions back on purpose.
                         released = await workflows.release(conn, session.worker_id, handoff=session.draining)
-                        await leases.drop(conn, session.worker_id, session.session_id)
+                        await self.leases.drop(conn, session.worker_id, session.session_id)
                     break
                 except Unavailable:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
-        session.held.clear()
+            self.ownership.end(session)
         self.dispatcher.mark_ready(released)
 
     def handle(self, session: Session, events: list[WorkerEvent]) -> None:
         """Takes one frame of events from a worker, in order. Never blocks."""
         session.last_seen = time.monotonic()
-        now = datetime.now(UTC)
+        handlers = self._handlers
         for ev in events:
-            # The most frequent kinds first.
-            if isinstance(ev, StepResult):
-                self.recorder.step_result(session, ev)
-            elif isinstance(ev, StepStart):
-                self.recorder.step_start(session, ev)
-            elif isinstance(ev, WorkflowResult):
-                self.recorder.workflow_result(session, ev, now)
-            elif isinstance(ev, StartRequest):
-                self.starter.start_local(session, ev)
-            elif isinstance(ev, Heartbeat):
-                session.send(HeartbeatAck(ev.sequence))
-            elif isinstance(ev, Release):
-                task = asyncio.create_task(self._release(session, ev))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-            elif isinstance(ev, Drain):
-                log.info("worker %s is draining", session.worker_id)
-                session.draining = True
+            handlers[type(ev)](session, ev)
 
-    async def _release(self, session: Session, ev: Release) -> None:
+    def _heartbeat(self, session: Session, ev: Heartbeat) -> None:
+        session.send(HeartbeatAck(ev.sequence))
+
+    def _drain(self, session: Session, ev: Drain) -> None:
+        log.info("worker %s is draining", session.worker_id)
+        session.draining = True
+
+    def _release(self, session: Session, ev: Release) -> None:
+        self._in_background(self._release_one(session, ev), f"release-{ev.workflow_id}")
+
+    async def _release_one(self, session: Session, ev: Release) -> None:
         try:
             async with self.db.connection() as conn:
                 name = await workflows.release_one(
@@ -270,75 +287,6 @@ class Engine:
                 )
         except Unavailable:
             return  # the lease ends it anyway
-        if session.held.get(ev.workflow_id) == ev.epoch:
-            del session.held[ev.workflow_id]
+        self.ownership.release(session, ev.workflow_id, ev.epoch)
         if name is not None:
             self.dispatcher.mark_ready([name])
-
-    async def _watch_leases(self) -> None:
-        """Ends sessions that have been silent longer than the lease (in memory only)."""
-        lease = self.settings.lease_ms / 1000
-        while True:
-            # In memory only, so it can look often: a silent worker loses its work at most
-            # 1/60 of a lease after the lease ends (50 ms of the default 3 s).
-            await asyncio.sleep(lease / 60)
-            now = time.monotonic()
-            for session in self.sessions:
-                if now - session.last_seen > lease and not session.closed.is_set():
-                    log.warning("worker %s silent for %.1f s: lease expired", session.worker_id, lease)
-                    self.stats.leases_expired += 1
-                    session.close("lease expired")
-
-    @property
-    def _db_lease_seconds(self) -> float:
-        # The database lease only matters when a coordinator dies; it can be coarse.
-        return 2 * self.settings.lease_ms / 1000
-
-    async def _keep_leases(self) -> None:
-        """Renews this coordinator's workers' leases in PostgreSQL, a few times per lease,
-        and releases executions of workers whose lease ran out (their coordinator died).
-
-        The first sweep waits one lease, so that workers of a coordinator that just
-        restarted can reconnect and re-attach their executions first.
-        """
-        lease = self.settings.lease_ms / 1000
-        next_sweep = time.monotonic() + lease
-        first = True
-        while True:
-            await asyncio.sleep(lease / 3)
-            connected = self.sessions.connected_ids()
-            try:
-                async with self.db.connection() as conn:
-                    if connected:
-                        await leases.renew(conn, self.coordinator_id, connected, self._db_lease_seconds)
-                    if time.monotonic() < next_sweep:
-                        continue
-                    names = await leases.release_expired(conn, connected, unleased=first)
-            except Unavailable:
-                continue
-            first = False
-            next_sweep = time.monotonic() + lease
-            if names:
-                log.info("released %d executions of workers whose lease expired", len(names))
-                self.dispatcher.mark_ready(names)
-
-    async def _sweep_old(self) -> None:
-        """Deletes finished workflows older than the retention, a thousand at a time.
-
-        Deleting in small batches keeps locks and WAL bursts short, so the hot path does
-        not notice; the tables stay the size of the retention window.
-        """
-        keep = self.settings.retention_hours * 3600
-        every = min(60.0, max(keep / 4, 0.05))
-        while True:
-            await asyncio.sleep(every)
-            try:
-                while True:
-                    async with self.db.connection() as conn:
-                        deleted, deleted_steps = await retention.sweep(conn, keep, 1000)
-                    if deleted:
-                        log.info("retention: deleted %d workflows and %d steps", deleted, deleted_steps)
-                    if deleted < 1000:
-                        break
-            except Unavailable:
-                continue

@@ -31,7 +31,14 @@ class WorkflowStatus(enum.Enum):
 
     @property
     def done(self) -> bool:
-        return self not in (WorkflowStatus.ENQUEUED, WorkflowStatus.RUNNING)
+        """Whether this is a final status (one of FINAL)."""
+        return self in FINAL
+
+
+#: Statuses of workflows that have not finished; an unowned one is ready for a worker.
+UNFINISHED = frozenset({WorkflowStatus.ENQUEUED, WorkflowStatus.RUNNING})
+#: The final statuses: nothing is written about the execution any more.
+FINAL = frozenset(WorkflowStatus) - UNFINISHED
 
 
 class StepStatus(enum.Enum):
@@ -78,6 +85,11 @@ class WorkflowRecord:
     started_at: datetime | None
     completed_at: datetime | None
     seq: int
+
+    @property
+    def ready(self) -> bool:
+        """Unfinished and owned by no worker: waiting to be handed out (see store/conditions.py)."""
+        return self.owner_id is None and self.status in UNFINISHED
 
 
 @dataclass(frozen=True, slots=True)

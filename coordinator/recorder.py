@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from coordinator.batcher import Batcher
-from coordinator.dispatch import Dispatcher
 from coordinator.errors import Code, CoordinatorError
 from coordinator.models import (
     Abandon,
@@ -30,6 +29,7 @@ from coordinator.models import (
     WorkflowResult,
     WorkflowStatus,
 )
+from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
 from coordinator.stats import Stats
 from coordinator.store import steps, workflows
@@ -60,12 +60,12 @@ Pending = PendingStep | PendingOutcome
 
 class Recorder:
     def __init__(
-        self, db: Database, sessions: Sessions, dispatcher: Dispatcher, waiters: Waiters, stats: Stats
+        self, db: Database, sessions: Sessions, ownership: Ownership, waiters: Waiters, stats: Stats
     ) -> None:
         self._db = db
         self._stats = stats
         self._sessions = sessions
-        self._dispatcher = dispatcher
+        self._ownership = ownership
         self._waiters = waiters
         self.batcher: Batcher[Pending] = Batcher("steps", self._flush, self._fail)
 
@@ -98,9 +98,10 @@ class Recorder:
         )
         self.batcher.add(PendingStep(session, write, True))
 
-    def workflow_result(self, session: Session, ev: WorkflowResult, now: datetime) -> None:
+    def workflow_result(self, session: Session, ev: WorkflowResult) -> None:
         status = WorkflowStatus.FAILED if ev.error is not None else WorkflowStatus.SUCCEEDED
-        outcome = Outcome(ev.workflow_id, ev.epoch, session.worker_id, status, ev.output, ev.error, now)
+        at = datetime.now(UTC)
+        outcome = Outcome(ev.workflow_id, ev.epoch, session.worker_id, status, ev.output, ev.error, at)
         self.batcher.add(PendingOutcome(session, outcome))
 
     async def _flush(self, items: list[Pending]) -> None:
@@ -140,8 +141,7 @@ class Recorder:
             await self._answer_refused_outcomes(unfinished)
 
     def _reply(self, session: Session) -> Session:
-        """Answers go to the worker's current session (it resends what a dead one lost)."""
-        return self._sessions.get(session.worker_id) or session
+        return self._sessions.current(session)
 
     def _finished(
         self,
@@ -151,12 +151,9 @@ class Recorder:
         status: WorkflowStatus,
         record: WorkflowRecord | None = None,
     ) -> None:
-        for s in {session, self._reply(session)}:
-            if s.held.get(workflow_id) == epoch:
-                del s.held[workflow_id]
+        self._ownership.finish(session, workflow_id, epoch)
         self._reply(session).send(WorkflowAck(workflow_id, epoch, status))
         self._waiters.notify(workflow_id, record)
-        self._dispatcher.poke()
 
     def _abandon(
         self, session: Session, workflow_id: str, epoch: int, reason: AbandonReason, msg: str
@@ -165,10 +162,7 @@ class Recorder:
         log.info(
             "write refused: workflow %s epoch %d from %s: %s", workflow_id, epoch, session.worker_id, msg
         )
-        for s in {session, self._reply(session)}:
-            if s.held.get(workflow_id) == epoch:
-                del s.held[workflow_id]
-                self._dispatcher.poke()
+        self._ownership.abandon(session, workflow_id, epoch)
         self._reply(session).send(Abandon(workflow_id, epoch, reason, msg))
 
     async def _answer_refused_steps(self, refused: dict[tuple[str, str], PendingStep]) -> None:

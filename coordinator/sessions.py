@@ -1,22 +1,23 @@
 """Connected workers: one Session per open stream, and the registry that finds them.
 
 Liveness is kept here, in memory: every event from a worker stamps its session, and the
-lease watchdog (see ``engine.py``) ends sessions that fell silent. PostgreSQL is not
-written per heartbeat.
+lease watchdog (``leases.py``) ends sessions that fell silent. PostgreSQL is not written
+per heartbeat. What each session runs is ``ownership.py``'s business.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from coordinator.models import CoordinatorEvent, Registration
 
 
 class Session:
-    """One worker's stream: what it serves, what it holds, and what is queued to send it."""
+    """One worker's stream: who it is, what it serves, and what is queued to send it."""
 
     def __init__(self, registration: Registration) -> None:
         self.worker_id = registration.worker_id
@@ -25,8 +26,6 @@ class Session:
         self.language = registration.language
         self.sdk_version = registration.sdk_version
         self.session_id = uuid.uuid4().hex
-        # workflow_id -> epoch of every execution this worker holds.
-        self.held: dict[str, int] = {}
         self.last_seen = time.monotonic()
         # Set by Drain: the worker is shutting down and takes no more work.
         self.draining = False
@@ -36,11 +35,7 @@ class Session:
         self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
-        return f"<Session {self.worker_id} {self.session_id[:8]} held={len(self.held)}>"
-
-    @property
-    def free_slots(self) -> int:
-        return 0 if self.draining else self.capacity - len(self.held)
+        return f"<Session {self.worker_id} {self.session_id[:8]}>"
 
     def send(self, event: CoordinatorEvent) -> None:
         """Queues an event; everything queued in one event-loop turn goes out as one frame."""
@@ -70,8 +65,9 @@ class Sessions:
 
     def __init__(self) -> None:
         self._by_worker: dict[str, Session] = {}
-        # Serialises a worker's registration against the cleanup of its previous session.
-        self.locks: dict[str, asyncio.Lock] = {}
+        # Serialises a worker's registration against the cleanup of its previous session;
+        # an entry lives only while someone holds or waits for it.
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_worker.values()))
@@ -82,8 +78,22 @@ class Sessions:
     def get(self, worker_id: str) -> Session | None:
         return self._by_worker.get(worker_id)
 
-    def lock(self, worker_id: str) -> asyncio.Lock:
-        return self.locks.setdefault(worker_id, asyncio.Lock())
+    def current(self, session: Session) -> Session:
+        """The worker's current session: answers go there (it resends what a dead one lost)."""
+        return self._by_worker.get(session.worker_id) or session
+
+    @contextlib.asynccontextmanager
+    async def locked(self, worker_id: str) -> AsyncIterator[None]:
+        """Holds the worker's lock; the lock is forgotten when nobody holds or waits for it."""
+        lock, users = self._locks.setdefault(worker_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[worker_id]
 
     def put(self, session: Session) -> Session | None:
         """Makes ``session`` the worker's current one; returns the one it replaces."""
@@ -101,18 +111,10 @@ class Sessions:
     def is_current(self, session: Session) -> bool:
         return self._by_worker.get(session.worker_id) is session and not session.closed.is_set()
 
-    def pick(self, name: str) -> Session | None:
-        """The least loaded open session that serves ``name`` and has room, if any."""
-        best: Session | None = None
-        for s in self._by_worker.values():
-            eligible = name in s.names and s.free_slots > 0 and not s.closed.is_set()
-            if eligible and (best is None or s.free_slots > best.free_slots):
-                best = s
-        return best
-
-    def holding(self, workflow_id: str) -> bool:
-        """Whether a worker connected here runs this workflow (so it is not finished)."""
-        return any(workflow_id in s.held for s in self._by_worker.values())
-
     def connected_ids(self) -> list[str]:
         return list(self._by_worker)
+
+    @property
+    def lock_count(self) -> int:
+        """How many per-worker locks exist (for tests: they must not pile up)."""
+        return len(self._locks)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from coordinator.batcher import Batcher
-from coordinator.dispatch import Dispatcher, assignment, load_history
+from coordinator.dispatch import Dispatcher, load_history
 from coordinator.errors import AlreadyExists, CoordinatorError
 from coordinator.models import StartRequest, StartResult, StepRecord, WorkflowRecord
+from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
 from coordinator.store import workflows
 from coordinator.store.database import Database
@@ -36,10 +37,16 @@ class PendingStart:
 
 class Starter:
     def __init__(
-        self, db: Database, sessions: Sessions, dispatcher: Dispatcher, max_recovery_attempts: int
+        self,
+        db: Database,
+        sessions: Sessions,
+        ownership: Ownership,
+        dispatcher: Dispatcher,
+        max_recovery_attempts: int,
     ) -> None:
         self._db = db
         self._sessions = sessions
+        self._ownership = ownership
         self._dispatcher = dispatcher
         self._max_recovery_attempts = max_recovery_attempts
         self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail, max_batch=1000)
@@ -73,8 +80,8 @@ class Starter:
         best: Session | None = None
         best_room = 0
         for s in self._sessions:
-            room = s.free_slots - planned[s]
-            if name in s.names and room > best_room and not s.closed.is_set():
+            room = self._ownership.free_slots(s) - planned[s]
+            if name in s.names and room > best_room:
                 best, best_room = s, room
         return best
 
@@ -111,8 +118,7 @@ class Starter:
             # worker takes it (under a new epoch, with its history).
             for workflow_id in missing:
                 item, found = first[workflow_id], existing[workflow_id]
-                waiting = found.owner_id is None and not found.status.done
-                if item.session is not None and found.name == item.request.name and waiting:
+                if item.session is not None and found.name == item.request.name and found.ready:
                     claims[item.session].append(workflow_id)
             claimed: dict[Session, list[WorkflowRecord]] = {}
             history: dict[int, list[StepRecord]] = {}
@@ -143,18 +149,12 @@ class Starter:
 
     async def _deliver_new(self, inserted: dict[str, WorkflowRecord], owners: dict[str, Session]) -> None:
         unowned = [r.name for i, r in inserted.items() if i not in owners]
-        lost: dict[Session, list[WorkflowRecord]] = defaultdict(list)
+        by_owner: dict[Session, list[WorkflowRecord]] = defaultdict(list)
         for workflow_id, session in owners.items():
-            record = inserted.get(workflow_id)
-            if record is None:
-                continue
-            if self._sessions.is_current(session):
-                session.held[workflow_id] = record.epoch
-                session.send(assignment(record, []))
-            else:
-                lost[session].append(record)
-        for session, records in lost.items():
-            await self._dispatcher.give_back(session.worker_id, records)
+            if workflow_id in inserted:
+                by_owner[session].append(inserted[workflow_id])
+        for session, records in by_owner.items():
+            await self._dispatcher.deliver(session, records, {})
         if unowned:
             self._dispatcher.mark_ready(unowned)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from coordinator.store import conditions
 from coordinator.store.database import Connection
 
 _TAKE = """
@@ -41,7 +42,7 @@ async def drop(conn: Connection, worker_id: str, session_id: str) -> None:
     await conn.execute(_DROP, worker_id, session_id)
 
 
-_RELEASE_EXPIRED = """
+_RELEASE_EXPIRED = f"""
 WITH gone AS (
     -- Leases that ran out, except those of workers connected here (renewed just before).
     DELETE FROM worker_leases
@@ -49,7 +50,7 @@ WITH gone AS (
     RETURNING worker_id
 )
 UPDATE workflows SET owner_id = NULL, updated_at = now()
-WHERE status = 'RUNNING' AND owner_id IS NOT NULL
+WHERE {conditions.running()} AND owner_id IS NOT NULL
   AND (owner_id IN (SELECT worker_id FROM gone)
        -- Owners with no lease at all: their coordinator died before it could record one,
        -- or dropped it without releasing. Only looked for when asked (at start-up).

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from coordinator.store import conditions
 from coordinator.store.database import Connection
 
 # Any fixed number: of several coordinators, one sweeps at a time.
 _LOCK_KEY = 7_420_002
 
-_SWEEP = """
+_SWEEP = f"""
 WITH old AS (
     SELECT seq FROM workflows
     WHERE completed_at < now() - make_interval(secs => $1)
-      AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+      AND {conditions.final()}
     ORDER BY completed_at
     LIMIT $2
     -- Rows someone else is touching are left for the next round.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coordinator.models import ErrorInfo, Payload, StepRecord, StepStatus
-from coordinator.store import rows
+from coordinator.store import conditions, rows
 from coordinator.store.database import Connection
 
 
@@ -28,7 +28,7 @@ class StepWrite:
     attempts: int
 
 
-_UPSERT = """
+_UPSERT = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::bytea[], $8::text[], $9::jsonb[], $10::int[])
@@ -55,7 +55,7 @@ current_owner AS (
     CROSS JOIN LATERAL (
         SELECT w.seq FROM workflows w
         WHERE w.workflow_id = x.workflow_id AND w.epoch = x.epoch AND w.owner_id = x.worker_id
-          AND w.status = 'RUNNING'
+          AND {conditions.running("w")}
         FOR SHARE
     ) o
 ),

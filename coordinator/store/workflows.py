@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.models import ErrorInfo, Payload, WorkflowFilter, WorkflowRecord, WorkflowStatus
-from coordinator.store import rows
+from coordinator.store import conditions, rows
 from coordinator.store.database import Connection
 
 
@@ -136,7 +136,7 @@ current AS (
     CROSS JOIN LATERAL (
         SELECT FROM workflows w
         WHERE w.workflow_id = b.workflow_id AND w.epoch = b.epoch AND w.owner_id = b.owner_id
-          AND w.status = 'RUNNING'
+          AND {conditions.running("w")}
         FOR UPDATE
     ) locked
 )
@@ -168,16 +168,16 @@ async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> dict[str, W
 
 
 # Shared by both claims: take ownership under a new epoch, or, for a workflow recovered
-# too often, mark it poison instead. `w.status` on the right-hand side is the old value:
-# a claimed RUNNING workflow is a recovery.
-_CLAIM_SET = """
-SET owner_id = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
-                    THEN NULL ELSE $2 END,
-    epoch = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
-                 THEN w.epoch ELSE w.epoch + 1 END,
-    status = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
-                  THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'RUNNING' END,
-    error = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
+# too often, mark it poison instead. `w.status` on the right-hand side is the old value: a
+# claimed running workflow is a recovery, unless its worker handed it back on purpose.
+_RECOVERY = f"{conditions.running('w')} AND NOT w.handoff"
+_POISON = f"{_RECOVERY} AND w.recovery_attempts >= $3"
+_CLAIM_SET = f"""
+SET owner_id = CASE WHEN {_POISON} THEN NULL ELSE $2 END,
+    epoch = CASE WHEN {_POISON} THEN w.epoch ELSE w.epoch + 1 END,
+    status = CASE WHEN {_POISON} THEN '{WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value}'
+                  ELSE '{WorkflowStatus.RUNNING.value}' END,
+    error = CASE WHEN {_POISON}
                  THEN jsonb_build_object(
                      'type', 'stepline.MaxRecoveryAttemptsExceeded',
                      'message', format('workflow %s was recovered %s times and lost its worker '
@@ -185,13 +185,8 @@ SET owner_id = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_a
                                        w.recovery_attempts),
                      'traceback', '')
                  ELSE w.error END,
-    completed_at = CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts >= $3
-                        THEN now() ELSE w.completed_at END,
-    -- A claim of a RUNNING workflow is a recovery, unless its worker handed it back (or
-    -- the workflow is given up instead).
-    recovery_attempts = w.recovery_attempts
-                        + CASE WHEN w.status = 'RUNNING' AND NOT w.handoff AND w.recovery_attempts < $3
-                               THEN 1 ELSE 0 END,
+    completed_at = CASE WHEN {_POISON} THEN now() ELSE w.completed_at END,
+    recovery_attempts = w.recovery_attempts + CASE WHEN {_RECOVERY} AND NOT ({_POISON}) THEN 1 ELSE 0 END,
     handoff = false,
     started_at = COALESCE(w.started_at, now()),
     updated_at = now()
@@ -201,7 +196,7 @@ _CLAIM_RETURNING = "RETURNING " + ", ".join("w." + c.strip() for c in rows.WORKF
 _CLAIM_READY = f"""
 WITH picked AS (
     SELECT workflow_id FROM workflows
-    WHERE owner_id IS NULL AND status IN ('ENQUEUED', 'RUNNING') AND name = ANY($1::text[])
+    WHERE {conditions.ready()} AND name = ANY($1::text[])
     ORDER BY seq
     LIMIT $4
     -- SKIP LOCKED: a row another transaction is claiming is that transaction's; waiting
@@ -215,16 +210,16 @@ FROM picked WHERE w.workflow_id = picked.workflow_id
 
 _CLAIM_IDS = f"""
 UPDATE workflows AS w {_CLAIM_SET}
-WHERE w.workflow_id = ANY($1::text[]) AND w.owner_id IS NULL AND w.status IN ('ENQUEUED', 'RUNNING')
+WHERE w.workflow_id = ANY($1::text[]) AND {conditions.ready("w")}
 {_CLAIM_RETURNING}
 """
 
 
-_STILL_READY = """
--- Names with unowned, unfinished workflows, locked or not: a claim that came back short
--- may have skipped rows another transaction held for a moment.
+_STILL_READY = f"""
+-- Names with ready workflows, locked or not: a claim that came back short may have
+-- skipped rows another transaction held for a moment.
 SELECT DISTINCT name FROM workflows
-WHERE owner_id IS NULL AND status IN ('ENQUEUED', 'RUNNING') AND name = ANY($1::text[])
+WHERE {conditions.ready()} AND name = ANY($1::text[])
 """
 
 
@@ -253,9 +248,9 @@ async def claim_ids(
     return [rows.workflow(r) for r in result]
 
 
-_RELEASE = """
+_RELEASE = f"""
 UPDATE workflows SET owner_id = NULL, handoff = $3, updated_at = now()
-WHERE owner_id = $1 AND status = 'RUNNING' AND NOT (workflow_id = ANY($2::text[]))
+WHERE owner_id = $1 AND {conditions.running()} AND NOT (workflow_id = ANY($2::text[]))
 RETURNING name
 """
 
@@ -270,9 +265,9 @@ async def release(
     return [r[0] for r in await conn.fetch(_RELEASE, owner_id, list(keep), handoff)]
 
 
-_RELEASE_ONE = """
+_RELEASE_ONE = f"""
 UPDATE workflows SET owner_id = NULL, handoff = $4, updated_at = now()
-WHERE workflow_id = $1 AND epoch = $2 AND owner_id = $3 AND status = 'RUNNING'
+WHERE workflow_id = $1 AND epoch = $2 AND owner_id = $3 AND {conditions.running()}
 RETURNING name
 """
 
@@ -285,11 +280,11 @@ async def release_one(
     return name
 
 
-_REATTACH = """
+_REATTACH = f"""
 UPDATE workflows AS w SET owner_id = $1, updated_at = now()
 FROM unnest($2::text[], $3::bigint[]) AS h(workflow_id, epoch)
 -- Only under the same epoch, and only if no other worker took it meanwhile.
-WHERE w.workflow_id = h.workflow_id AND w.epoch = h.epoch AND w.status = 'RUNNING'
+WHERE w.workflow_id = h.workflow_id AND w.epoch = h.epoch AND {conditions.running("w")}
   AND (w.owner_id IS NULL OR w.owner_id = $1)
 RETURNING w.workflow_id
 """
