@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordinator.limits import Limits
+
 DEFAULT_PORT = 7420
 
 
@@ -37,6 +39,10 @@ class Settings:
     """--pool-size / STEPLINE_POOL_SIZE: PostgreSQL connections."""
     log_level: str = "INFO"
     """--log-level / STEPLINE_LOG_LEVEL."""
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_payload_bytes=self.max_payload_bytes)
 
     @property
     def heartbeat_interval_ms(self) -> int:

@@ -2,19 +2,23 @@
 
 Everything arriving here is validated before it becomes a record: identifiers, payload
 sizes and encodings. A bad client request raises InvalidArgument; a bad event on a worker
-stream becomes a Rejected answer for that event alone.
+stream becomes a Rejected answer for that event alone. Each kind of stream event has one
+converter in each direction, registered in ``_FROM_WORKER`` and ``_TO_WORKER``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator import validation
-from coordinator.errors import Code, CoordinatorError, InvalidArgument
+from coordinator.errors import Code, CoordinatorError, FailedPrecondition, InvalidArgument
+from coordinator.limits import MAX_AWAITED_PER_CALL, MAX_PAGE_SIZE, MAX_STARTS_PER_CALL, Limits
 from coordinator.models import (
     Abandon,
     AbandonReason,
@@ -53,9 +57,8 @@ _WF_TO_PB = {s: getattr(pb, "WORKFLOW_STATUS_" + s.value) for s in WorkflowStatu
 _WF_FROM_PB = {v: k for k, v in _WF_TO_PB.items()}
 _STEP_TO_PB = {s: getattr(pb, "STEP_STATUS_" + s.value) for s in StepStatus}
 _ABANDON_TO_PB = {r: wpb.AbandonReason.Value("ABANDON_REASON_" + r.name) for r in AbandonReason}
-MAX_PAGE_SIZE = 1000
-MAX_BATCH_STARTS = 1000
-MAX_AWAITED = 10_000
+# The worker protocol versions this coordinator speaks: those the contract defines.
+PROTOCOL_VERSIONS = frozenset(v for v in pb.ProtocolVersion.values() if v)
 
 # --- shared -----------------------------------------------------------------------------
 
@@ -141,8 +144,8 @@ def start_request(req: cpb.StartWorkflowRequest, max_bytes: int) -> StartRequest
 
 def start_requests(req: cpb.StartWorkflowsRequest, max_bytes: int) -> list[StartRequest | InvalidArgument]:
     """The starts of a batch; a malformed one becomes its error, the others go on."""
-    if len(req.requests) > MAX_BATCH_STARTS:
-        raise InvalidArgument(f"{len(req.requests)} starts in one call; the limit is {MAX_BATCH_STARTS}")
+    if len(req.requests) > MAX_STARTS_PER_CALL:
+        raise InvalidArgument(f"{len(req.requests)} starts in one call; the limit is {MAX_STARTS_PER_CALL}")
     out: list[StartRequest | InvalidArgument] = []
     for r in req.requests:
         try:
@@ -166,8 +169,10 @@ def start_outcome(outcome: tuple[WorkflowRecord, bool] | BaseException) -> cpb.S
 
 
 def awaited_ids(req: cpb.AwaitWorkflowsRequest) -> list[str]:
-    if len(req.workflow_ids) > MAX_AWAITED:
-        raise InvalidArgument(f"{len(req.workflow_ids)} workflows in one wait; the limit is {MAX_AWAITED}")
+    if len(req.workflow_ids) > MAX_AWAITED_PER_CALL:
+        raise InvalidArgument(
+            f"{len(req.workflow_ids)} workflows in one wait; the limit is {MAX_AWAITED_PER_CALL}"
+        )
     return [validation.identifier("workflow_id", i) for i in req.workflow_ids]
 
 
@@ -207,6 +212,17 @@ def decode_page_token(token: str) -> int | None:
     raise InvalidArgument(f"page_token {token!r} is not one this service issued")
 
 
+def limits_out(limits: Limits) -> pb.Limits:
+    return pb.Limits(
+        max_payload_bytes=limits.max_payload_bytes,
+        max_message_bytes=limits.max_message_bytes,
+        max_starts_per_call=limits.max_starts_per_call,
+        max_awaited_per_call=limits.max_awaited_per_call,
+        max_page_size=limits.max_page_size,
+        max_identifier_length=limits.max_identifier_length,
+    )
+
+
 # --- worker stream ----------------------------------------------------------------------
 
 
@@ -215,6 +231,11 @@ def registration(frame: wpb.WorkerFrame) -> tuple[Registration, list[wpb.WorkerE
     if not frame.events or frame.events[0].WhichOneof("kind") != "register":
         raise InvalidArgument("the first event on a worker stream must be Register")
     r = frame.events[0].register
+    if r.protocol_version not in PROTOCOL_VERSIONS:
+        raise FailedPrecondition(
+            f"protocol version {r.protocol_version} is not supported; this coordinator speaks "
+            + ", ".join(str(v) for v in sorted(PROTOCOL_VERSIONS))
+        )
     names = frozenset(validation.identifier("workflow name", n) for n in r.workflow_names)
     if not names:
         raise InvalidArgument("Register.workflow_names must not be empty")
@@ -231,47 +252,6 @@ def registration(frame: wpb.WorkerFrame) -> tuple[Registration, list[wpb.WorkerE
         held=held,
     )
     return reg, list(frame.events[1:])
-
-
-def worker_events(
-    events: list[wpb.WorkerEvent] | wpb.WorkerFrame, max_bytes: int
-) -> tuple[list[WorkerEvent], list[Rejected]]:
-    """Converts a frame's events; malformed ones become Rejected answers instead."""
-    out: list[WorkerEvent] = []
-    rejected: list[Rejected] = []
-    for ev in events.events if isinstance(events, wpb.WorkerFrame) else events:
-        kind = ev.WhichOneof("kind")
-        try:
-            if kind == "step_result":
-                out.append(_step_result(ev.step_result, max_bytes))
-            elif kind == "step_start":
-                s = ev.step_start
-                out.append(
-                    StepStart(_wid(s.workflow_id), s.epoch, _sid(s.step_id), _name(s.step_name), s.attempt)
-                )
-            elif kind == "workflow_result":
-                out.append(_workflow_result(ev.workflow_result, max_bytes))
-            elif kind == "start_workflow":
-                w = ev.start_workflow
-                req = StartRequest(
-                    validation.identifier("workflow_name", w.workflow_name),
-                    validation.identifier("workflow_id", w.workflow_id, optional=True),
-                    payload_in("input", w.input, max_bytes),
-                    w.request_id or "-",
-                )
-                out.append(req)
-            elif kind == "heartbeat":
-                out.append(Heartbeat(ev.heartbeat.sequence))
-            elif kind == "release":
-                out.append(Release(_wid(ev.release.workflow_id), ev.release.epoch))
-            elif kind == "drain":
-                out.append(Drain())
-            elif kind == "register":
-                raise InvalidArgument("Register may only be the first event of a stream")
-            # Unknown kinds (a newer SDK) are ignored, as the protocol promises.
-        except InvalidArgument as exc:
-            rejected.append(_rejection(ev, kind, str(exc)))
-    return out, rejected
 
 
 def _wid(value: str) -> str:
@@ -299,6 +279,10 @@ def _step_result(s: wpb.StepResult, max_bytes: int) -> StepResult:
     )
 
 
+def _step_start(s: wpb.StepStart, max_bytes: int) -> StepStart:
+    return StepStart(_wid(s.workflow_id), s.epoch, _sid(s.step_id), _name(s.step_name), s.attempt)
+
+
 def _workflow_result(w: wpb.WorkflowResult, max_bytes: int) -> WorkflowResult:
     has_output = w.WhichOneof("outcome") == "output"
     return WorkflowResult(
@@ -309,41 +293,70 @@ def _workflow_result(w: wpb.WorkflowResult, max_bytes: int) -> WorkflowResult:
     )
 
 
-def _rejection(ev: wpb.WorkerEvent, kind: str | None, message: str) -> Rejected:
-    body = getattr(ev, kind) if kind else None
-    return Rejected(
-        getattr(body, "workflow_id", ""),
-        getattr(body, "epoch", 0),
-        getattr(body, "step_id", ""),
-        Code.INVALID_ARGUMENT,
-        message,
+def _start_workflow(w: wpb.StartWorkflow, max_bytes: int) -> StartRequest:
+    return StartRequest(
+        validation.identifier("workflow_name", w.workflow_name),
+        validation.identifier("workflow_id", w.workflow_id, optional=True),
+        payload_in("input", w.input, max_bytes),
+        w.request_id or "-",
     )
 
 
-def coordinator_frame(events: list[CoordinatorEvent]) -> wpb.CoordinatorFrame:
-    frame = wpb.CoordinatorFrame()
-    add = frame.events.add
-    for ev in events:
-        kind = type(ev)
-        if kind is StepAck:
-            a: StepAck = ev  # type: ignore[assignment]
-            ack = add().step_ack
-            ack.workflow_id, ack.epoch, ack.step_id = a.workflow_id, a.epoch, a.step_id
-        elif kind is Assignment:
-            add().assignment.CopyFrom(_assignment(ev))  # type: ignore[arg-type]
-        else:
-            _other_event(add(), ev)
-    return frame
+def _register_again(r: wpb.Register, max_bytes: int) -> WorkerEvent:
+    raise InvalidArgument("Register may only be the first event of a stream")
 
 
-def _assignment(a: Assignment) -> wpb.Assignment:
-    out = wpb.Assignment(
-        workflow_id=a.workflow_id,
-        workflow_name=a.name,
-        epoch=a.epoch,
-        input=_payload_out(a.input),
-        recovery_attempt=a.recovery_attempt,
-    )
+# One converter per kind of WorkerEvent; kinds missing here (from a newer SDK) are ignored,
+# as the protocol promises.
+_FROM_WORKER: dict[str, Callable[[Any, int], WorkerEvent]] = {
+    "step_result": _step_result,
+    "step_start": _step_start,
+    "workflow_result": _workflow_result,
+    "start_workflow": _start_workflow,
+    "heartbeat": lambda h, _: Heartbeat(h.sequence),
+    "release": lambda r, _: Release(_wid(r.workflow_id), r.epoch),
+    "drain": lambda d, _: Drain(),
+    "register": _register_again,
+}
+
+
+def worker_events(
+    events: list[wpb.WorkerEvent] | wpb.WorkerFrame, max_bytes: int
+) -> tuple[list[WorkerEvent], list[Rejected]]:
+    """Converts a frame's events; malformed ones become Rejected answers instead."""
+    out: list[WorkerEvent] = []
+    rejected: list[Rejected] = []
+    for ev in events.events if isinstance(events, wpb.WorkerFrame) else events:
+        kind = ev.WhichOneof("kind")
+        convert = _FROM_WORKER.get(kind or "")
+        if convert is None:
+            continue
+        body = getattr(ev, kind or "")
+        try:
+            out.append(convert(body, max_bytes))
+        except InvalidArgument as exc:
+            rejected.append(
+                Rejected(
+                    getattr(body, "workflow_id", ""),
+                    getattr(body, "epoch", 0),
+                    getattr(body, "step_id", ""),
+                    Code.INVALID_ARGUMENT,
+                    str(exc),
+                )
+            )
+    return out, rejected
+
+
+def _step_ack(target: wpb.CoordinatorEvent, a: StepAck) -> None:
+    ack = target.step_ack
+    ack.workflow_id, ack.epoch, ack.step_id = a.workflow_id, a.epoch, a.step_id
+
+
+def _assignment(target: wpb.CoordinatorEvent, a: Assignment) -> None:
+    out = target.assignment
+    out.workflow_id, out.workflow_name, out.epoch = a.workflow_id, a.name, a.epoch
+    out.input.data, out.input.encoding = a.input.data, a.input.encoding
+    out.recovery_attempt = a.recovery_attempt
     for s in a.steps:
         out.steps.add(
             step_id=s.step_id,
@@ -353,55 +366,69 @@ def _assignment(a: Assignment) -> wpb.Assignment:
             error=_error_out(s.error),
             attempts=s.attempts,
         )
-    return out
 
 
-def _other_event(target: wpb.CoordinatorEvent, ev: CoordinatorEvent) -> None:
-    if isinstance(ev, WorkflowAck):
-        target.workflow_ack.CopyFrom(
-            wpb.WorkflowAck(workflow_id=ev.workflow_id, epoch=ev.epoch, status=_WF_TO_PB[ev.status])
-        )
-    elif isinstance(ev, HeartbeatAck):
-        target.heartbeat_ack.sequence = ev.sequence
-    elif isinstance(ev, StartResult):
-        r = target.start_result
-        r.request_id = ev.request_id
-        r.created = ev.created
-        if ev.workflow is not None:
-            r.workflow.CopyFrom(workflow_info(ev.workflow))
-        else:
-            assert ev.error is not None
-            r.error.CopyFrom(pb.ErrorStatus(code=wire_number(ev.error.code), message=str(ev.error)))
-    elif isinstance(ev, Abandon):
-        target.abandon.CopyFrom(
-            wpb.Abandon(
-                workflow_id=ev.workflow_id,
-                epoch=ev.epoch,
-                reason=_ABANDON_TO_PB[ev.reason],
-                message=ev.message,
-            )
-        )
-    elif isinstance(ev, Rejected):
-        target.rejected.CopyFrom(
-            wpb.Rejected(
-                workflow_id=ev.workflow_id,
-                epoch=ev.epoch,
-                step_id=ev.step_id,
-                status=pb.ErrorStatus(code=wire_number(ev.code), message=ev.message),
-            )
-        )
-    elif isinstance(ev, Registered):
-        target.registered.CopyFrom(
-            wpb.Registered(
-                session_id=ev.session_id,
-                lease_ms=ev.lease_ms,
-                heartbeat_interval_ms=ev.heartbeat_interval_ms,
-                max_payload_bytes=ev.max_payload_bytes,
-                protocol_version=ev.protocol_version,
-                reattached=[
-                    wpb.ExecutionRef(workflow_id=r.workflow_id, epoch=r.epoch) for r in ev.reattached
-                ],
-            )
-        )
-    else:  # pragma: no cover - every CoordinatorEvent kind is handled above
-        raise TypeError(f"cannot send {type(ev).__name__}")
+def _workflow_ack(target: wpb.CoordinatorEvent, a: WorkflowAck) -> None:
+    ack = target.workflow_ack
+    ack.workflow_id, ack.epoch, ack.status = a.workflow_id, a.epoch, _WF_TO_PB[a.status]
+
+
+def _heartbeat_ack(target: wpb.CoordinatorEvent, a: HeartbeatAck) -> None:
+    target.heartbeat_ack.sequence = a.sequence
+
+
+def _start_result(target: wpb.CoordinatorEvent, ev: StartResult) -> None:
+    r = target.start_result
+    r.request_id = ev.request_id
+    r.created = ev.created
+    if ev.workflow is not None:
+        r.workflow.CopyFrom(workflow_info(ev.workflow))
+    else:
+        assert ev.error is not None
+        r.error.code, r.error.message = wire_number(ev.error.code), str(ev.error)
+
+
+def _abandon(target: wpb.CoordinatorEvent, ev: Abandon) -> None:
+    a = target.abandon
+    a.workflow_id, a.epoch, a.reason, a.message = (
+        ev.workflow_id,
+        ev.epoch,
+        _ABANDON_TO_PB[ev.reason],
+        ev.message,
+    )
+
+
+def _rejected(target: wpb.CoordinatorEvent, ev: Rejected) -> None:
+    r = target.rejected
+    r.workflow_id, r.epoch, r.step_id = ev.workflow_id, ev.epoch, ev.step_id
+    r.status.code, r.status.message = wire_number(ev.code), ev.message
+
+
+def _registered(target: wpb.CoordinatorEvent, ev: Registered) -> None:
+    r = target.registered
+    r.session_id, r.lease_ms, r.heartbeat_interval_ms = ev.session_id, ev.lease_ms, ev.heartbeat_interval_ms
+    r.protocol_version = ev.protocol_version
+    r.limits.CopyFrom(limits_out(ev.limits))
+    for ref in ev.reattached:
+        r.reattached.add(workflow_id=ref.workflow_id, epoch=ref.epoch)
+
+
+# One converter per kind of CoordinatorEvent, filling its field of the oneof.
+_TO_WORKER: dict[type[Any], Callable[[wpb.CoordinatorEvent, Any], None]] = {
+    StepAck: _step_ack,
+    Assignment: _assignment,
+    WorkflowAck: _workflow_ack,
+    HeartbeatAck: _heartbeat_ack,
+    StartResult: _start_result,
+    Abandon: _abandon,
+    Rejected: _rejected,
+    Registered: _registered,
+}
+
+
+def coordinator_frame(events: list[CoordinatorEvent]) -> wpb.CoordinatorFrame:
+    frame = wpb.CoordinatorFrame()
+    add = frame.events.add
+    for ev in events:
+        _TO_WORKER[type(ev)](add(), ev)
+    return frame

@@ -19,7 +19,7 @@ from typing import Any
 
 from coordinator.config import Settings
 from coordinator.dispatch import Dispatcher
-from coordinator.errors import FailedPrecondition, NotFound, Unavailable
+from coordinator.errors import NotFound, Unavailable
 from coordinator.leases import Leases
 from coordinator.models import (
     Abandon,
@@ -51,7 +51,6 @@ from coordinator.waiters import Waiters
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 MAX_AWAIT_SECONDS = 60.0
 
 
@@ -187,11 +186,6 @@ class Engine:
 
         The Registered event is the first thing queued on the new session.
         """
-        if registration.protocol_version != PROTOCOL_VERSION:
-            raise FailedPrecondition(
-                f"protocol version {registration.protocol_version} is not supported; "
-                f"this coordinator speaks {PROTOCOL_VERSION}"
-            )
         session = Session(registration)
         held = {ref.workflow_id: ref.epoch for ref in registration.held}
         async with self.sessions.locked(session.worker_id):
@@ -209,9 +203,9 @@ class Engine:
                 session.session_id,
                 self.settings.lease_ms,
                 self.settings.heartbeat_interval_ms,
-                self.settings.max_payload_bytes,
-                PROTOCOL_VERSION,
+                registration.protocol_version,
                 kept,
+                self.settings.limits,
             )
         )
         for ref in registration.held:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.errors import Code, CoordinatorError
+from coordinator.limits import Limits
 
 
 class WorkflowStatus(enum.Enum):
@@ -200,9 +201,9 @@ class Registered:
     session_id: str
     lease_ms: int
     heartbeat_interval_ms: int
-    max_payload_bytes: int
     protocol_version: int
     reattached: tuple[ExecutionRef, ...]
+    limits: Limits
 
 
 @dataclass(slots=True)

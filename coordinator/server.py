@@ -16,6 +16,7 @@ from coordinator import embedded_pg
 from coordinator.auth import ApiKeyInterceptor
 from coordinator.config import Settings
 from coordinator.engine import Engine
+from coordinator.limits import MAX_MESSAGE_BYTES
 from coordinator.service import WorkerService, WorkflowService
 from coordinator.store import migrations
 from coordinator.store.database import Database
@@ -24,8 +25,6 @@ from protos.stepline.v1 import client_pb2_grpc, worker_pb2_grpc
 log = logging.getLogger("coordinator")
 
 _SERVICES = ("stepline.v1.WorkflowService", "stepline.v1.WorkerService", "")
-# Frames batch many events; allow them to be large. Single payloads are limited separately.
-_MAX_MESSAGE = 64 << 20
 
 
 @dataclass
@@ -67,8 +66,8 @@ async def start(settings: Settings) -> Running:
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Workers ping to notice a dead coordinator; let them.
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 1000),

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from coordinator import convert, validation
+from coordinator import __version__, convert, validation
 from coordinator.engine import Engine
 from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.sessions import Session
@@ -101,6 +101,15 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
             convert.awaited_ids(request), _wait(request.timeout_ms, context)
         )
         return cpb.AwaitWorkflowsResponse(done=[convert.workflow_info(r) for r in done], not_found=not_found)
+
+    async def GetServerInfo(
+        self, request: cpb.GetServerInfoRequest, context: Any
+    ) -> cpb.GetServerInfoResponse:
+        return cpb.GetServerInfoResponse(
+            server_version=__version__,
+            protocol_versions=sorted(convert.PROTOCOL_VERSIONS),
+            limits=convert.limits_out(self._engine.settings.limits),
+        )
 
     @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:

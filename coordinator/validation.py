@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 
 from coordinator.errors import InvalidArgument
+from coordinator.limits import MAX_IDENTIFIER_LENGTH as MAX_ID_LENGTH
 from coordinator.models import Payload
 
-MAX_ID_LENGTH = 255
 ENCODINGS = frozenset({"json", "raw"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import grpc
 
 from worker_sdk import _serde, _transport, errors
-from worker_sdk._coalesce import MAX_STARTS_PER_CALL, Awaiter, Batcher
+from worker_sdk._coalesce import Awaiter, Batcher
 from worker_sdk._decorators import Workflow
+from worker_sdk._messages import Limits
 from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
 
 
@@ -24,6 +26,7 @@ class Client:
         self._calls_: _transport.ClientCalls | None = None
         self._starts_: Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]] | None = None
         self._awaiter_: Awaiter | None = None
+        self._limits_: asyncio.Future[Limits] | None = None
 
     @property
     def _calls(self) -> _transport.ClientCalls:
@@ -33,16 +36,22 @@ class Client:
             self._calls_ = _transport.ClientCalls(self._channel, self._api_key)
         return self._calls_
 
-    @property
-    def _starts(self) -> Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]]:
+    async def _limits(self) -> Limits:
+        """The coordinator's limits, asked for once (GetServerInfo) and remembered."""
+        if self._limits_ is None or (self._limits_.done() and self._limits_.exception() is not None):
+            self._limits_ = asyncio.ensure_future(self._calls.limits())
+        return await asyncio.shield(self._limits_)
+
+    async def _starts(self) -> Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]]:
         if self._starts_ is None:
-            self._starts_ = Batcher(self._calls.start_workflows, MAX_STARTS_PER_CALL)
+            limit = (await self._limits()).max_starts_per_call
+            self._starts_ = self._starts_ or Batcher(self._calls.start_workflows, limit)
         return self._starts_
 
-    @property
-    def _awaiter(self) -> Awaiter:
+    async def _awaiter(self) -> Awaiter:
         if self._awaiter_ is None:
-            self._awaiter_ = Awaiter(self._calls.await_workflows)
+            limit = (await self._limits()).max_awaited_per_call
+            self._awaiter_ = self._awaiter_ or Awaiter(self._calls.await_workflows, limit)
         return self._awaiter_
 
     async def __aenter__(self) -> Client:
@@ -56,7 +65,7 @@ class Client:
             await self._awaiter_.close()
         if self._channel is not None:
             await self._channel.close()
-        self._channel = self._calls_ = self._starts_ = self._awaiter_ = None
+        self._channel = self._calls_ = self._starts_ = self._awaiter_ = self._limits_ = None
 
     async def start_workflow(
         self, workflow: str | Workflow[Any, Any], /, *args: Any, workflow_id: str | None = None, **kwargs: Any
@@ -69,7 +78,8 @@ class Client:
         name = workflow.name if isinstance(workflow, Workflow) else workflow
         data = _serde.encode_input(args, kwargs, f"the input of workflow {name!r}")
         # Starts made in the same event-loop turn leave together in one StartWorkflows call.
-        info, _ = await self._starts.submit((name, workflow_id or "", data))
+        starts = await self._starts()
+        info, _ = await starts.submit((name, workflow_id or "", data))
         return WorkflowHandle(self, info.workflow_id)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
@@ -145,7 +155,8 @@ class WorkflowHandle:
         failed, and TimeoutError if it is still running after ``timeout`` seconds.
         """
         try:
-            info = await self.client._awaiter.wait(self.workflow_id, timeout)
+            awaiter = await self.client._awaiter()
+            info = await awaiter.wait(self.workflow_id, timeout)
         except TimeoutError:
             raise TimeoutError(f"workflow {self.workflow_id!r} is still running after {timeout} s") from None
         return _outcome(info)

@@ -1,9 +1,10 @@
 """Many concurrent client calls, few RPCs: starts and waits are coalesced per event-loop turn.
 
 Every ``start_workflow`` made in one turn of the event loop leaves in one StartWorkflows
-call. Every ``WorkflowHandle.result()`` is served by rolling AwaitWorkflows calls that
-cover all workflows being waited for: a call returns as soon as one of them finishes,
-settles all that finished, and the rest are asked for again at once.
+call (several when there are more than the coordinator's Limits allow per call). Every
+``WorkflowHandle.result()`` is served by rolling AwaitWorkflows calls that cover all
+workflows being waited for: a call returns as soon as one of them finishes, settles all
+that finished, and the rest are asked for again at once.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from worker_sdk._models import WorkflowInfo
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
-MAX_STARTS_PER_CALL = 1000
-MAX_AWAITED_PER_CALL = 10_000
 _POLL_SECONDS = 30.0
 
 
@@ -75,8 +74,9 @@ AwaitCall = Callable[[list[str], float], Awaitable[tuple[list[WorkflowInfo], lis
 class Awaiter:
     """Waits for many workflows at once with few AwaitWorkflows calls."""
 
-    def __init__(self, call: AwaitCall) -> None:
+    def __init__(self, call: AwaitCall, limit: int) -> None:
         self._call = call
+        self._limit = limit
         self._waiting: dict[str, list[asyncio.Future[WorkflowInfo]]] = {}
         self._covered: set[str] = set()  # IDs an in-flight call is asking about
         self._scheduled = False
@@ -106,8 +106,8 @@ class Awaiter:
     def _poll(self) -> None:
         self._scheduled = False
         fresh = [i for i in self._waiting if i not in self._covered]
-        for start in range(0, len(fresh), MAX_AWAITED_PER_CALL):
-            ids = fresh[start : start + MAX_AWAITED_PER_CALL]
+        for start in range(0, len(fresh), self._limit):
+            ids = fresh[start : start + self._limit]
             self._covered.update(ids)
             task = asyncio.get_running_loop().create_task(self._ask(ids))
             self._tasks.add(task)

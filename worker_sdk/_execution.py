@@ -32,7 +32,9 @@ log = logging.getLogger("worker_sdk")
 class Link(Protocol):
     """What an execution needs from its worker."""
 
-    max_payload_bytes: int | None
+    @property
+    def max_payload_bytes(self) -> int | None:
+        """The coordinator's payload limit, once known."""
 
     def send(self, event: Outgoing) -> None:
         """Queues an event for the coordinator."""

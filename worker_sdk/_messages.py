@@ -78,13 +78,23 @@ Outgoing = Register | Heartbeat | StartWorkflow | StepStart | StepResult | Workf
 # --- coordinator -> worker ------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the coordinator enforces (stepline.v1.Limits); learnt, never assumed."""
+
+    max_payload_bytes: int
+    max_message_bytes: int
+    max_starts_per_call: int
+    max_awaited_per_call: int
+
+
 @dataclass(slots=True)
 class Registered:
     session_id: str
     lease_ms: int
     heartbeat_interval_ms: int
-    max_payload_bytes: int
     reattached: tuple[tuple[str, int], ...]
+    limits: Limits
 
 
 @dataclass(slots=True)

@@ -1,54 +1,29 @@
-"""Everything gRPC: channels, the worker stream, unary client calls, proto conversion, and
-the one place where gRPC errors become SteplineErrors."""
+"""Everything gRPC: channels, the worker stream, unary client calls, and the one place
+where gRPC errors become SteplineErrors (conversion of messages is ``_convert.py``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.stepline.v1 import client_pb2 as cpb
 from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
 from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
 from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
-from worker_sdk import _serde, errors
-from worker_sdk._messages import (
-    Abandon,
-    Assignment,
-    Drain,
-    Heartbeat,
-    HeartbeatAck,
-    Incoming,
-    Outgoing,
-    RecordedStep,
-    Register,
-    Registered,
-    Rejected,
-    Release,
-    StartResult,
-    StartWorkflow,
-    StepAck,
-    StepResult,
-    StepStart,
-    WorkflowAck,
-    WorkflowResult,
+from worker_sdk import errors
+from worker_sdk._convert import (
+    coordinator_events,
+    limits_in,
+    status_to_pb,
+    step_info,
+    worker_frames,
+    workflow_info,
 )
-from worker_sdk._models import ErrorInfo, Payload, StepInfo, StepStatus, WorkflowInfo, WorkflowStatus
-from worker_sdk._version import __version__
-
-PROTOCOL_VERSION = 1
-_MAX_MESSAGE = 64 << 20
-
-_WF_FROM_PB = {getattr(pb, "WORKFLOW_STATUS_" + s.value): s for s in WorkflowStatus}
-_WF_TO_PB = {v: k for k, v in _WF_FROM_PB.items()}
-_STEP_FROM_PB = {getattr(pb, "STEP_STATUS_" + s.value): s for s in StepStatus}
-_ABANDON_REASONS = {v: k for k, v in wpb.AbandonReason.items()}
-
+from worker_sdk._messages import Incoming, Limits, Outgoing
+from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
 
 # --- channels and errors ------------------------------------------------------------------
 
@@ -65,8 +40,10 @@ def channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         address,
         options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            # The coordinator's own limit applies (Limits.max_message_bytes); this side
+            # takes whatever it sends.
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
             # Fast reconnects: the worker has its own backoff with jitter.
             ("grpc.initial_reconnect_backoff_ms", 50),
             ("grpc.min_reconnect_backoff_ms", 50),
@@ -100,206 +77,6 @@ def translate_code(code: int, message: str) -> errors.SteplineError:
     return errors.SteplineError(message)
 
 
-# --- conversion ---------------------------------------------------------------------------
-
-
-def _time(ts: Timestamp, present: bool) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if present else None
-
-
-def _payload(p: pb.Payload) -> Payload:
-    return Payload(p.data, p.encoding or "json")
-
-
-def _value(p: pb.Payload, present: bool) -> Any:
-    if not present:
-        return None
-    try:
-        return _serde.decode(p.data, p.encoding or "json")
-    except errors.SerializationError:
-        return _payload(p)  # written by another SDK in an encoding this one cannot read
-
-
-def error_in(e: pb.ErrorInfo) -> ErrorInfo:
-    return ErrorInfo(e.type, e.message, e.traceback, _payload(e.details) if e.HasField("details") else None)
-
-
-def _error_out(e: ErrorInfo) -> pb.ErrorInfo:
-    out = pb.ErrorInfo(type=e.type, message=e.message, traceback=e.traceback)
-    if e.details is not None:
-        out.details.data = e.details.data
-        out.details.encoding = e.details.encoding
-    return out
-
-
-def workflow_info(w: pb.WorkflowInfo) -> WorkflowInfo:
-    return WorkflowInfo(
-        workflow_id=w.workflow_id,
-        workflow_name=w.workflow_name,
-        status=_WF_FROM_PB[w.status],
-        input=_value(w.input, w.HasField("input")),
-        output=_value(w.output, w.HasField("output")),
-        error=error_in(w.error) if w.HasField("error") else None,
-        owner_worker_id=w.owner_worker_id or None,
-        epoch=w.epoch,
-        recovery_attempts=w.recovery_attempts,
-        created_at=_time(w.created_at, w.HasField("created_at")),
-        updated_at=_time(w.updated_at, w.HasField("updated_at")),
-        started_at=_time(w.started_at, w.HasField("started_at")),
-        completed_at=_time(w.completed_at, w.HasField("completed_at")),
-    )
-
-
-def step_info(s: pb.StepInfo) -> StepInfo:
-    return StepInfo(
-        step_id=s.step_id,
-        step_name=s.step_name,
-        status=_STEP_FROM_PB[s.status],
-        output=_value(s.output, s.HasField("output")),
-        error=error_in(s.error) if s.HasField("error") else None,
-        attempts=s.attempts,
-        worker_id=s.worker_id,
-        epoch=s.epoch,
-        started_at=_time(s.started_at, s.HasField("started_at")),
-        completed_at=_time(s.completed_at, s.HasField("completed_at")),
-    )
-
-
-def worker_frame(events: Sequence[Outgoing]) -> wpb.WorkerFrame:
-    frame = wpb.WorkerFrame()
-    add = frame.events.add
-    for ev in events:
-        target = add()
-        kind = type(ev)
-        if kind is StepResult:
-            r: StepResult = ev  # type: ignore[assignment]
-            out = target.step_result
-            out.workflow_id, out.epoch, out.step_id, out.step_name, out.attempt = (
-                r.workflow_id,
-                r.epoch,
-                r.step_id,
-                r.step_name,
-                r.attempt,
-            )
-            if r.output is not None:
-                out.output.data = r.output
-                out.output.encoding = "json"
-            else:
-                assert r.error is not None
-                out.error.CopyFrom(_error_out(r.error))
-        elif kind is StepStart:
-            s: StepStart = ev  # type: ignore[assignment]
-            st = target.step_start
-            st.workflow_id, st.epoch, st.step_id, st.step_name, st.attempt = (
-                s.workflow_id,
-                s.epoch,
-                s.step_id,
-                s.step_name,
-                s.attempt,
-            )
-        else:
-            _other_event(target, ev)
-    return frame
-
-
-def _other_event(target: wpb.WorkerEvent, ev: Outgoing) -> None:
-    if isinstance(ev, WorkflowResult):
-        w = target.workflow_result
-        w.workflow_id, w.epoch = ev.workflow_id, ev.epoch
-        if ev.output is not None:
-            w.output.data = ev.output
-            w.output.encoding = "json"
-        else:
-            assert ev.error is not None
-            w.error.CopyFrom(_error_out(ev.error))
-    elif isinstance(ev, Heartbeat):
-        target.heartbeat.sequence = ev.sequence
-    elif isinstance(ev, StartWorkflow):
-        s = target.start_workflow
-        s.request_id, s.workflow_name, s.workflow_id = ev.request_id, ev.workflow_name, ev.workflow_id
-        s.input.data = ev.input
-        s.input.encoding = "json"
-    elif isinstance(ev, Release):
-        target.release.workflow_id, target.release.epoch = ev.workflow_id, ev.epoch
-    elif isinstance(ev, Drain):
-        target.drain.SetInParent()
-    elif isinstance(ev, Register):
-        r = target.register
-        r.worker_id, r.capacity = ev.worker_id, ev.capacity
-        r.workflow_names.extend(ev.workflow_names)
-        r.language, r.sdk_version, r.protocol_version = "python", __version__, PROTOCOL_VERSION
-        for workflow_id, epoch in ev.held:
-            r.held.add(workflow_id=workflow_id, epoch=epoch)
-    else:  # pragma: no cover
-        raise TypeError(f"cannot send {type(ev).__name__}")
-
-
-def coordinator_events(frame: wpb.CoordinatorFrame) -> list[Incoming]:
-    out: list[Incoming] = []
-    for ev in frame.events:
-        kind = ev.WhichOneof("kind")
-        if kind == "step_ack":
-            a = ev.step_ack
-            out.append(StepAck(a.workflow_id, a.epoch, a.step_id))
-        elif kind == "assignment":
-            out.append(_assignment(ev.assignment))
-        elif kind == "workflow_ack":
-            w = ev.workflow_ack
-            out.append(WorkflowAck(w.workflow_id, w.epoch, _WF_FROM_PB[w.status]))
-        elif kind == "start_result":
-            r = ev.start_result
-            has_workflow = r.WhichOneof("outcome") == "workflow"
-            out.append(
-                StartResult(
-                    r.request_id,
-                    workflow_info(r.workflow) if has_workflow else None,
-                    r.created,
-                    r.error.code,
-                    r.error.message,
-                )
-            )
-        elif kind == "abandon":
-            b = ev.abandon
-            out.append(Abandon(b.workflow_id, b.epoch, _ABANDON_REASONS.get(b.reason, "UNKNOWN"), b.message))
-        elif kind == "rejected":
-            j = ev.rejected
-            out.append(Rejected(j.workflow_id, j.epoch, j.step_id, j.status.code, j.status.message))
-        elif kind == "registered":
-            g = ev.registered
-            out.append(
-                Registered(
-                    g.session_id,
-                    g.lease_ms,
-                    g.heartbeat_interval_ms,
-                    g.max_payload_bytes,
-                    tuple((r.workflow_id, r.epoch) for r in g.reattached),
-                )
-            )
-        elif kind == "heartbeat_ack":
-            out.append(HeartbeatAck(ev.heartbeat_ack.sequence))
-        # Unknown kinds (a newer coordinator) are ignored, as the protocol promises.
-    return out
-
-
-def _assignment(a: wpb.Assignment) -> Assignment:
-    steps = []
-    for s in a.steps:
-        outcome = s.WhichOneof("outcome")
-        steps.append(
-            RecordedStep(
-                s.step_id,
-                s.step_name,
-                _STEP_FROM_PB[s.status],
-                _payload(s.output) if outcome == "output" else None,
-                error_in(s.error) if outcome == "error" else None,
-                s.attempts,
-            )
-        )
-    return Assignment(
-        a.workflow_id, a.workflow_name, a.epoch, _payload(a.input), tuple(steps), a.recovery_attempt
-    )
-
-
 # --- calls --------------------------------------------------------------------------------
 
 
@@ -309,9 +86,12 @@ class WorkerStream:
     def __init__(self, ch: grpc.aio.Channel, api_key: str | None) -> None:
         stub = wpb_grpc.WorkerServiceStub(ch)
         self._call = stub.Connect(metadata=metadata(api_key))
+        # Until Registered says otherwise: the first frame is Register and what to resend.
+        self.max_message_bytes = 4 << 20
 
     async def send(self, events: Sequence[Outgoing]) -> None:
-        await self._call.write(worker_frame(events))
+        for frame in worker_frames(events, self.max_message_bytes):
+            await self._call.write(frame)
 
     async def receive(self) -> list[Incoming] | None:
         """The next frame's events; None when the coordinator ended the stream cleanly."""
@@ -407,7 +187,7 @@ class ClientCalls:
     ) -> tuple[list[WorkflowInfo], str]:
         request = cpb.ListWorkflowsRequest(
             workflow_name=name or "",
-            statuses=[_WF_TO_PB[s] for s in statuses],
+            statuses=[status_to_pb(s) for s in statuses],
             page_size=page_size,
             page_token=page_token,
             descending=descending,
@@ -422,6 +202,14 @@ class ClientCalls:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
         return [workflow_info(w) for w in r.workflows], r.next_page_token
+
+    async def limits(self) -> Limits:
+        """The coordinator's limits (GetServerInfo)."""
+        try:
+            r = await self._stub.GetServerInfo(cpb.GetServerInfoRequest(), metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return limits_in(r.limits)
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
         try:

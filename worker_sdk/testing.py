@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,33 +102,43 @@ class _Link:
         self.recorded_here = 0
         self.crashed = False
         self.execution: Execution | None = None
+        # One handler per kind of event a workflow sends; the result is read off the execution.
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            StepStart: self._step_start,
+            StepResult: self._step_result,
+            WorkflowResult: lambda event: None,
+        }
 
     def send(self, event: Outgoing) -> None:
         if self.crashed:
             return
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            raise errors.SteplineError(f"the in-memory recorder does not support {type(event).__name__}")
+        handler(event)
+
+    def _step_start(self, event: StepStart) -> None:
+        r = self.record
+        r.starts[event.step_id] = r.starts.get(event.step_id, 0) + 1
+        r.steps[event.step_id] = RecordedStep(
+            event.step_id, event.step_name, StepStatus.RUNNING, None, None, event.attempt
+        )
+
+    def _step_result(self, event: StepResult) -> None:
         ex = self.execution
         assert ex is not None
-        if isinstance(event, StepStart):
-            r = self.record
-            r.starts[event.step_id] = r.starts.get(event.step_id, 0) + 1
-            r.steps[event.step_id] = RecordedStep(
-                event.step_id, event.step_name, StepStatus.RUNNING, None, None, event.attempt
-            )
-        elif isinstance(event, StepResult):
-            status = StepStatus.FAILED if event.error is not None else StepStatus.SUCCEEDED
-            output = Payload(event.output) if event.output is not None else None
-            self.record.steps[event.step_id] = RecordedStep(
-                event.step_id, event.step_name, status, output, event.error, event.attempt
-            )
-            self.recorded_here += 1
-            if self.crash_after is not None and self.recorded_here >= self.crash_after:
-                self.crashed = True  # recorded, but the workflow never hears of it
-                assert ex.task is not None
-                ex.task.cancel()
-                return
-            asyncio.get_running_loop().call_soon(ex.step_acked, event.step_id)
-        elif not isinstance(event, WorkflowResult):
-            raise errors.SteplineError(f"the in-memory recorder does not support {type(event).__name__}")
+        status = StepStatus.FAILED if event.error is not None else StepStatus.SUCCEEDED
+        output = Payload(event.output) if event.output is not None else None
+        self.record.steps[event.step_id] = RecordedStep(
+            event.step_id, event.step_name, status, output, event.error, event.attempt
+        )
+        self.recorded_here += 1
+        if self.crash_after is not None and self.recorded_here >= self.crash_after:
+            self.crashed = True  # recorded, but the workflow never hears of it
+            assert ex.task is not None
+            ex.task.cancel()
+            return
+        asyncio.get_running_loop().call_soon(ex.step_acked, event.step_id)
 
     def lease_current(self) -> bool:
         return True

@@ -291,3 +291,18 @@ async def test_finished_workflows_are_deleted_after_the_retention(
             assert await waiting.status() is WorkflowStatus.ENQUEUED, "unfinished workflows are kept"
     finally:
         await running.stop(grace=0)
+
+
+async def test_the_coordinator_states_its_limits_and_protocol_versions(
+    address: str, settings: Settings, client: Client
+) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        info = await cpb_grpc.WorkflowServiceStub(channel).GetServerInfo(cpb.GetServerInfoRequest())
+    assert list(info.protocol_versions) == [pb.PROTOCOL_VERSION_1]
+    assert info.server_version
+    assert info.limits.max_payload_bytes == settings.max_payload_bytes
+    assert (info.limits.max_starts_per_call, info.limits.max_awaited_per_call) == (1000, 10_000)
+    assert (info.limits.max_page_size, info.limits.max_identifier_length) == (1000, 255)
+    assert info.limits.max_message_bytes == 64 << 20
+    # The Client asks once and keeps the answer for its batches.
+    assert (await client._limits()).max_starts_per_call == 1000

@@ -70,6 +70,11 @@ class WorkflowServiceStub:
                 request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
                 response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.GetServerInfo = channel.unary_unary(
+                '/stepline.v1.WorkflowService/GetServerInfo',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -130,6 +135,14 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServerInfo(self, request, context):
+        """Says what the coordinator is and which limits it enforces. SDKs ask once, before
+        their first call that a limit applies to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +180,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.AwaitWorkflows,
                     request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.FromString,
                     response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.SerializeToString,
+            ),
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +377,33 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/AwaitWorkflows',
             protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
             protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/GetServerInfo',
+            protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

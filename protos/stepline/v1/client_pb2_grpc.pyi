@@ -62,6 +62,10 @@ class WorkflowServiceStub:
     """Waits until at least one of the given workflows is in a final status, or the wait
     ends, and returns those that are final (clients coalesce concurrent waits into it).
     """
+    GetServerInfo: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetServerInfoRequest, _client_pb2.GetServerInfoResponse]
+    """Says what the coordinator is and which limits it enforces. SDKs ask once, before
+    their first call that a limit applies to.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -89,6 +93,10 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     AwaitWorkflows: _aio.UnaryUnaryMultiCallable[_client_pb2.AwaitWorkflowsRequest, _client_pb2.AwaitWorkflowsResponse]  # type: ignore[assignment]
     """Waits until at least one of the given workflows is in a final status, or the wait
     ends, and returns those that are final (clients coalesce concurrent waits into it).
+    """
+    GetServerInfo: _aio.UnaryUnaryMultiCallable[_client_pb2.GetServerInfoRequest, _client_pb2.GetServerInfoResponse]  # type: ignore[assignment]
+    """Says what the coordinator is and which limits it enforces. SDKs ask once, before
+    their first call that a limit applies to.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -156,6 +164,16 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_client_pb2.AwaitWorkflowsResponse, _abc.Awaitable[_client_pb2.AwaitWorkflowsResponse]]:
         """Waits until at least one of the given workflows is in a final status, or the wait
         ends, and returns those that are final (clients coalesce concurrent waits into it).
+        """
+
+    @_abc_1.abstractmethod
+    def GetServerInfo(
+        self,
+        request: _client_pb2.GetServerInfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetServerInfoResponse, _abc.Awaitable[_client_pb2.GetServerInfoResponse]]:
+        """Says what the coordinator is and which limits it enforces. SDKs ask once, before
+        their first call that a limit applies to.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

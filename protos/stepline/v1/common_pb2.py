@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/common.proto\x12\x0bstepline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\"d\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12%\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\",\n\x0b\x45rrorStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xde\x03\n\x0cWorkflowInfo\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.stepline.v1.WorkflowStatus\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12$\n\x06output\x18\x05 \x01(\x0b\x32\x14.stepline.v1.Payload\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.stepline.v1.ErrorInfo\x12\x17\n\x0fowner_worker_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12\x19\n\x11recovery_attempts\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x02\n\x08StepInfo\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.stepline.v1.StepStatus\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.stepline.v1.ErrorInfo\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xfa\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18WORKFLOW_STATUS_ENQUEUED\x10\x01\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x02\x12\x1d\n\x19WORKFLOW_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x04\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x05\x12\x32\n.WORKFLOW_STATUS_MAX_RECOVERY_ATTEMPTS_EXCEEDED\x10\x06*u\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x01\x12\x19\n\x15STEP_STATUS_SUCCEEDED\x10\x02\x12\x16\n\x12STEP_STATUS_FAILED\x10\x03\x42<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/common.proto\x12\x0bstepline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x06Limits\x12\x19\n\x11max_payload_bytes\x18\x01 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x04\x12\x1b\n\x13max_starts_per_call\x18\x03 \x01(\r\x12\x1c\n\x14max_awaited_per_call\x18\x04 \x01(\r\x12\x15\n\rmax_page_size\x18\x05 \x01(\r\x12\x1d\n\x15max_identifier_length\x18\x06 \x01(\r\")\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\"d\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12%\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\",\n\x0b\x45rrorStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xde\x03\n\x0cWorkflowInfo\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.stepline.v1.WorkflowStatus\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12$\n\x06output\x18\x05 \x01(\x0b\x32\x14.stepline.v1.Payload\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.stepline.v1.ErrorInfo\x12\x17\n\x0fowner_worker_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12\x19\n\x11recovery_attempts\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x02\n\x08StepInfo\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.stepline.v1.StepStatus\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.stepline.v1.ErrorInfo\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x03\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01*\xfa\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18WORKFLOW_STATUS_ENQUEUED\x10\x01\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x02\x12\x1d\n\x19WORKFLOW_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x04\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x05\x12\x32\n.WORKFLOW_STATUS_MAX_RECOVERY_ATTEMPTS_EXCEEDED\x10\x06*u\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x01\x12\x19\n\x15STEP_STATUS_SUCCEEDED\x10\x02\x12\x16\n\x12STEP_STATUS_FAILED\x10\x03\x42<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.stepline.v1.common_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1'
-  _globals['_WORKFLOWSTATUS']._serialized_start=1071
-  _globals['_WORKFLOWSTATUS']._serialized_end=1321
-  _globals['_STEPSTATUS']._serialized_start=1323
-  _globals['_STEPSTATUS']._serialized_end=1440
-  _globals['_PAYLOAD']._serialized_start=81
-  _globals['_PAYLOAD']._serialized_end=122
-  _globals['_ERRORINFO']._serialized_start=124
-  _globals['_ERRORINFO']._serialized_end=224
-  _globals['_ERRORSTATUS']._serialized_start=226
-  _globals['_ERRORSTATUS']._serialized_end=270
-  _globals['_WORKFLOWINFO']._serialized_start=273
-  _globals['_WORKFLOWINFO']._serialized_end=751
-  _globals['_STEPINFO']._serialized_start=754
-  _globals['_STEPINFO']._serialized_end=1068
+  _globals['_PROTOCOLVERSION']._serialized_start=1248
+  _globals['_PROTOCOLVERSION']._serialized_end=1323
+  _globals['_WORKFLOWSTATUS']._serialized_start=1326
+  _globals['_WORKFLOWSTATUS']._serialized_end=1576
+  _globals['_STEPSTATUS']._serialized_start=1578
+  _globals['_STEPSTATUS']._serialized_end=1695
+  _globals['_LIMITS']._serialized_start=82
+  _globals['_LIMITS']._serialized_end=257
+  _globals['_PAYLOAD']._serialized_start=259
+  _globals['_PAYLOAD']._serialized_end=300
+  _globals['_ERRORINFO']._serialized_start=302
+  _globals['_ERRORINFO']._serialized_end=402
+  _globals['_ERRORSTATUS']._serialized_start=404
+  _globals['_ERRORSTATUS']._serialized_end=448
+  _globals['_WORKFLOWINFO']._serialized_start=451
+  _globals['_WORKFLOWINFO']._serialized_end=929
+  _globals['_STEPINFO']._serialized_start=932
+  _globals['_STEPINFO']._serialized_end=1246
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,29 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ProtocolVersion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProtocolVersionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProtocolVersion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROTOCOL_VERSION_UNSPECIFIED: _ProtocolVersion.ValueType  # 0
+    """Never sent; the zero value of the enum."""
+    PROTOCOL_VERSION_1: _ProtocolVersion.ValueType  # 1
+    """The protocol that docs/protocol.md describes."""
+
+class ProtocolVersion(_ProtocolVersion, metaclass=_ProtocolVersionEnumTypeWrapper):
+    """The versions of the worker protocol, as sent in Register.protocol_version. An SDK sends
+    the version it was written for; a coordinator accepts every version it lists in
+    GetServerInfoResponse.protocol_versions.
+    """
+
+PROTOCOL_VERSION_UNSPECIFIED: ProtocolVersion.ValueType  # 0
+"""Never sent; the zero value of the enum."""
+PROTOCOL_VERSION_1: ProtocolVersion.ValueType  # 1
+"""The protocol that docs/protocol.md describes."""
+Global___ProtocolVersion: _TypeAlias = ProtocolVersion  # noqa: Y015
+
 class _WorkflowStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -99,6 +122,55 @@ STEP_STATUS_SUCCEEDED: StepStatus.ValueType  # 2
 STEP_STATUS_FAILED: StepStatus.ValueType  # 3
 """Finished with an error after its last attempt. Never runs again; replays re-raise it."""
 Global___StepStatus: _TypeAlias = StepStatus  # noqa: Y015
+
+@_typing.final
+class Limits(_message.Message):
+    """The limits a coordinator enforces, which clients and workers must keep to. Sent to
+    workers in Registered and to clients by WorkflowService.GetServerInfo, so that no SDK
+    needs its own copy of them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_STARTS_PER_CALL_FIELD_NUMBER: _builtins.int
+    MAX_AWAITED_PER_CALL_FIELD_NUMBER: _builtins.int
+    MAX_PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_IDENTIFIER_LENGTH_FIELD_NUMBER: _builtins.int
+    max_payload_bytes: _builtins.int
+    """The largest payload (input, output, step result, error details) in bytes
+    (STEPLINE_MAX_PAYLOAD_BYTES). Larger payloads are INVALID_ARGUMENT or Rejected.
+    """
+    max_message_bytes: _builtins.int
+    """The largest gRPC message the coordinator accepts: a request, or a frame on the worker
+    stream. An SDK splits what it has to send into frames below this size.
+    """
+    max_starts_per_call: _builtins.int
+    """The most starts in one StartWorkflows call."""
+    max_awaited_per_call: _builtins.int
+    """The most workflow IDs in one AwaitWorkflows call."""
+    max_page_size: _builtins.int
+    """The largest ListWorkflows page_size."""
+    max_identifier_length: _builtins.int
+    """The longest identifier (workflow ID, workflow or step name, worker ID), in characters."""
+    def __init__(
+        self,
+        *,
+        max_payload_bytes: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
+        max_starts_per_call: _builtins.int = ...,
+        max_awaited_per_call: _builtins.int = ...,
+        max_page_size: _builtins.int = ...,
+        max_identifier_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_awaited_per_call", b"max_awaited_per_call", "max_identifier_length", b"max_identifier_length", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_payload_bytes", b"max_payload_bytes", "max_starts_per_call", b"max_starts_per_call"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Limits: _TypeAlias = Limits  # noqa: Y015
 
 @_typing.final
 class Payload(_message.Message):

@@ -315,7 +315,7 @@ class Register(_message.Message):
     sdk_version: _builtins.str
     """The SDK's version, for operators."""
     protocol_version: _builtins.int
-    """The protocol version the SDK speaks. This document describes version 1."""
+    """The protocol version the SDK speaks: a ProtocolVersion value (PROTOCOL_VERSION_1)."""
     @_builtins.property
     def workflow_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The workflow names this worker can run. Must not be empty."""
@@ -354,9 +354,9 @@ class Registered(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     LEASE_MS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
-    MAX_PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     REATTACHED_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Identifies this session in logs."""
     lease_ms: _builtins.int
@@ -366,13 +366,15 @@ class Registered(_message.Message):
     """
     heartbeat_interval_ms: _builtins.int
     """How often the worker should send Heartbeat when otherwise idle."""
-    max_payload_bytes: _builtins.int
-    """The largest payload the coordinator accepts, in bytes."""
     protocol_version: _builtins.int
     """The protocol version the coordinator will speak on this stream."""
     @_builtins.property
     def reattached(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionRef]:
         """The held executions that were re-attached under their epoch."""
+
+    @_builtins.property
+    def limits(self) -> _common_pb2.Limits:
+        """The coordinator's limits: keep every payload and every frame within them."""
 
     def __init__(
         self,
@@ -380,13 +382,13 @@ class Registered(_message.Message):
         session_id: _builtins.str = ...,
         lease_ms: _builtins.int = ...,
         heartbeat_interval_ms: _builtins.int = ...,
-        max_payload_bytes: _builtins.int = ...,
         protocol_version: _builtins.int = ...,
         reattached: _abc.Iterable[Global___ExecutionRef] | None = ...,
+        limits: _common_pb2.Limits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "max_payload_bytes", b"max_payload_bytes", "protocol_version", b"protocol_version", "reattached", b"reattached", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "limits", b"limits", "protocol_version", b"protocol_version", "reattached", b"reattached", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
