@@ -24,6 +24,16 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from coordinator.store import migrations
 from coordinator.store.database import Database
 
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test under tests/e2e with ``e2e`` (a ``pytestmark`` in a conftest marks
+    nothing), so that ``./dev test -m "not e2e"`` is the fast tier."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+
 
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)

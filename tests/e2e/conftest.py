@@ -12,8 +12,6 @@ from tests.e2e.cluster import Cluster, RestartablePostgres
 from tests.e2e.processes import Process, start_coordinator, start_worker
 from worker_sdk import Client
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 async def coordinator(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Process, str]]:

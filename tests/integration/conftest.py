@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 
 from coordinator import server
@@ -26,6 +27,13 @@ async def coordinator(settings: Settings) -> AsyncIterator[server.Running]:
 @pytest.fixture
 def address(coordinator: server.Running) -> str:
     return f"127.0.0.1:{coordinator.port}"
+
+
+@pytest.fixture
+async def channel(address: str) -> AsyncIterator[grpc.aio.Channel]:
+    """A plain gRPC channel to the coordinator, for tests that use the generated stubs."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        yield ch
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,6 +16,7 @@ from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
 from protos.stepline.v1 import common_pb2 as pb
 from protos.stepline.v1 import worker_pb2 as wpb
 from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
+from tests.protocol import RawWorker, heartbeat, register_frame, step_error, step_result
 from worker_sdk import AuthenticationError, Client, Worker, workflow
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -26,12 +26,6 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(port=0, database_url=database_url, pool_size=4, max_payload_bytes=4096)
-
-
-@pytest.fixture
-async def channel(address: str) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(address) as ch:
-        yield ch
 
 
 async def snapshot(conn: asyncpg.Connection) -> tuple[list[Any], list[Any], list[Any]]:
@@ -138,26 +132,14 @@ async def test_bad_list_requests_are_invalid_argument(
     assert caught.value.details() == message
 
 
-async def read(call: Any) -> wpb.CoordinatorFrame:
-    frame = await call.read()
-    assert isinstance(frame, wpb.CoordinatorFrame)
-    return frame
-
-
-def register(**overrides: Any) -> wpb.WorkerFrame:
-    fields: dict[str, Any] = {"worker_id": "w", "workflow_names": ["wf"], "protocol_version": 1}
-    fields.update(overrides)
-    return wpb.WorkerFrame(events=[wpb.WorkerEvent(register=wpb.Register(**fields))])
-
-
 @pytest.mark.parametrize(
     ("first", "code", "message"),
     [
-        (wpb.WorkerFrame(events=[wpb.WorkerEvent(heartbeat=wpb.Heartbeat())]), INVALID, "must be Register"),
-        (register(workflow_names=[]), INVALID, "workflow_names must not be empty"),
-        (register(worker_id=""), INVALID, "worker_id must not be empty"),
+        (wpb.WorkerFrame(events=[heartbeat(0)]), INVALID, "must be Register"),
+        (register_frame(workflow_names=[]), INVALID, "workflow_names must not be empty"),
+        (register_frame(worker_id=""), INVALID, "worker_id must not be empty"),
         (
-            register(protocol_version=7),
+            register_frame(protocol_version=7),
             grpc.StatusCode.FAILED_PRECONDITION,
             "protocol version 7 is not supported",
         ),
@@ -181,53 +163,26 @@ async def test_a_bad_registration_ends_the_stream_with_a_status(
     assert await snapshot(conn) == before, "a refused registration must not take a lease or a workflow"
 
 
-class Events:
-    """What a raw worker stream receives, one event at a time."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self._pending: list[wpb.CoordinatorEvent] = []
-
-    async def next(self, kind: str) -> wpb.CoordinatorEvent:
-        """The next event, which must be of ``kind``."""
-        event = await self.next_any()
-        assert event.WhichOneof("kind") == kind, event
-        return event
-
-    async def next_any(self) -> wpb.CoordinatorEvent:
-        while not self._pending:
-            self._pending.extend((await read(self.call)).events)
-        return self._pending.pop(0)
-
-
-def step_result(workflow_id: str = "victim", step_id: str = "1", data: bytes = b'"ok"') -> wpb.WorkerEvent:
-    result = wpb.StepResult(
-        workflow_id=workflow_id, epoch=1, step_id=step_id, step_name="s", attempt=1,
-        output=pb.Payload(data=data, encoding="json"),
-    )  # fmt: skip
-    return wpb.WorkerEvent(step_result=result)
-
-
 OVERSIZED = b'"' + b"x" * 5000 + b'"'  # 5002 bytes of valid JSON, over the fixture's 4096
 
 BAD_EVENTS = [
-    pytest.param(step_result(data=b"{oops"), INVALID, "output of step '1' is not valid JSON", id="bad-json"),
-    pytest.param(step_result(step_id=""), INVALID, "step_id must not be empty", id="empty-step-id"),
     pytest.param(
-        step_result(step_id="s" * 256),
+        step_result("victim", data=b"{oops"), INVALID, "output of step '1' is not valid JSON", id="bad-json"
+    ),
+    pytest.param(step_result("victim", step_id=""), INVALID, "step_id must not be empty", id="empty-step-id"),
+    pytest.param(
+        step_result("victim", step_id="s" * 256),
         INVALID,
         "step_id is 256 characters long; the limit is 255",
         id="long-step-id",
     ),
     pytest.param(
-        step_result(data=OVERSIZED),
+        step_result("victim", data=OVERSIZED),
         INVALID,
         "output of step '1' is 5002 bytes; the limit is 4096",
         id="oversized-step-output",
     ),
-    pytest.param(
-        step_result(workflow_id="ghost"), NOT_FOUND, "workflow 'ghost' does not exist", id="unknown-workflow"
-    ),
+    pytest.param(step_result("ghost"), NOT_FOUND, "workflow 'ghost' does not exist", id="unknown-workflow"),
     pytest.param(
         wpb.WorkerEvent(
             workflow_result=wpb.WorkflowResult(
@@ -249,17 +204,15 @@ async def test_a_bad_worker_event_is_rejected_and_the_stream_stays_up(
     code: grpc.StatusCode,
     message: str,
 ) -> None:
-    call = wpb_grpc.WorkerServiceStub(channel).Connect()
-    events = Events(call)
-    await call.write(register())
-    await events.next("registered")
+    worker = RawWorker(channel)
+    await worker.register()
     await cpb_grpc.WorkflowServiceStub(channel).StartWorkflow(start(workflow_id="victim"))
-    assignment = (await events.next("assignment")).assignment
+    assignment = (await worker.next("assignment")).assignment
     assert (assignment.workflow_id, assignment.epoch) == ("victim", 1)
     before = await snapshot(conn)
 
-    await call.write(wpb.WorkerFrame(events=[event]))
-    rejected = (await events.next("rejected")).rejected
+    await worker.send(event)
+    rejected = (await worker.next("rejected")).rejected
     sent = getattr(event, event.WhichOneof("kind") or "")
     assert (rejected.workflow_id, rejected.epoch, rejected.step_id) == (
         sent.workflow_id,
@@ -271,12 +224,12 @@ async def test_a_bad_worker_event_is_rejected_and_the_stream_stays_up(
     assert await snapshot(conn) == before
 
     # The stream is still up: a heartbeat is answered, and a good result is recorded.
-    await call.write(wpb.WorkerFrame(events=[wpb.WorkerEvent(heartbeat=wpb.Heartbeat(sequence=7))]))
-    assert (await events.next("heartbeat_ack")).heartbeat_ack.sequence == 7
-    await call.write(wpb.WorkerFrame(events=[step_result(step_id="2")]))
-    assert (await events.next("step_ack")).step_ack.step_id == "2"
+    await worker.send(heartbeat(7))
+    assert (await worker.next("heartbeat_ack")).heartbeat_ack.sequence == 7
+    await worker.send(step_result("victim", "2"))
+    assert (await worker.next("step_ack")).step_ack.step_id == "2"
     assert [tuple(r) for r in await conn.fetch("SELECT step_id, output FROM steps")] == [("2", b'"ok"')]
-    call.cancel()
+    worker.close()
 
 
 @workflow()
@@ -307,25 +260,15 @@ async def test_without_the_api_key_every_call_is_unauthenticated(
         await running.stop(grace=0)
 
 
-def step_error(workflow_id: str, step_id: str, message: str) -> wpb.WorkerEvent:
-    error = pb.ErrorInfo(type="builtins.ValueError", message=message)
-    result = wpb.StepResult(
-        workflow_id=workflow_id, epoch=1, step_id=step_id, step_name="s", attempt=1, error=error
-    )
-    return wpb.WorkerEvent(step_result=result)
-
-
 async def test_a_value_postgresql_refuses_fails_only_its_event_and_the_write_path_goes_on(
     coordinator: server.Running, channel: grpc.aio.Channel, conn: asyncpg.Connection
 ) -> None:
-    call = wpb_grpc.WorkerServiceStub(channel).Connect()
-    events = Events(call)
-    await call.write(register())
-    await events.next("registered")
+    worker = RawWorker(channel)
+    await worker.register()
     stub = cpb_grpc.WorkflowServiceStub(channel)
     for workflow_id in ("victim", "bystander"):
         await stub.StartWorkflow(start(workflow_id=workflow_id))
-        await events.next("assignment")
+        await worker.next("assignment")
 
     # One frame, so one batch: jsonb cannot hold U+0000, so PostgreSQL refuses the first
     # event's error; the events beside it in the batch must still be written.
@@ -334,8 +277,8 @@ async def test_a_value_postgresql_refuses_fails_only_its_event_and_the_write_pat
         step_result("victim", "2"),
         step_result("bystander", "1"),
     ]
-    await call.write(wpb.WorkerFrame(events=frame))
-    answers = [await events.next_any() for _ in range(3)]
+    await worker.send(*frame)
+    answers = [await worker.next_any() for _ in range(3)]
     rejected = [a.rejected for a in answers if a.WhichOneof("kind") == "rejected"]
     acked = {
         (a.step_ack.workflow_id, a.step_ack.step_id) for a in answers if a.WhichOneof("kind") == "step_ack"
@@ -355,6 +298,6 @@ async def test_a_value_postgresql_refuses_fails_only_its_event_and_the_write_pat
     health: Any = health_pb2_grpc.HealthStub(channel)  # its typing stubs omit the methods
     response = await health.Check(health_pb2.HealthCheckRequest(service="stepline.v1.WorkerService"))
     assert response.status == health_pb2.HealthCheckResponse.SERVING
-    await call.write(wpb.WorkerFrame(events=[step_result("victim", "3")]))
-    assert (await events.next("step_ack")).step_ack.step_id == "3"
-    call.cancel()
+    await worker.send(step_result("victim", "3"))
+    assert (await worker.next("step_ack")).step_ack.step_id == "3"
+    worker.close()

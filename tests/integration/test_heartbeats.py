@@ -13,7 +13,6 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from typing import Any
 
 import asyncpg
 import grpc
@@ -23,8 +22,7 @@ from coordinator import server
 from coordinator.config import Settings
 from coordinator.models import Heartbeat, WorkerEvent
 from coordinator.sessions import Session
-from protos.stepline.v1 import worker_pb2 as wpb
-from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
+from tests.protocol import RawWorker
 from worker_sdk import Client, Worker, WorkflowStatus, step, workflow
 
 LEASE_MS = 600
@@ -161,29 +159,6 @@ async def test_idle_workers_heartbeat_in_memory_and_leases_are_renewed_together(
     assert len(on_leases) < received / 2
 
 
-class RawStream:
-    """A worker speaking the protocol by hand: it registers and then says nothing."""
-
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.call: Any = wpb_grpc.WorkerServiceStub(channel).Connect()
-        self._pending: list[wpb.CoordinatorEvent] = []
-
-    async def register(self, worker_id: str, names: list[str]) -> None:
-        register = wpb.Register(worker_id=worker_id, workflow_names=names, protocol_version=1)
-        await self.call.write(wpb.WorkerFrame(events=[wpb.WorkerEvent(register=register)]))
-        await self.next("registered")
-
-    async def next(self, kind: str) -> wpb.CoordinatorEvent:
-        """The next event, which must be of ``kind``."""
-        while not self._pending:
-            frame = await self.call.read()
-            assert isinstance(frame, wpb.CoordinatorFrame), frame
-            self._pending.extend(frame.events)
-        event = self._pending.pop(0)
-        assert event.WhichOneof("kind") == kind, event
-        return event
-
-
 async def test_a_silent_worker_loses_its_session_after_the_lease_and_its_workflow_moves_on(
     coordinator: server.Running, address: str, client: Client, conn: asyncpg.Connection
 ) -> None:
@@ -191,11 +166,11 @@ async def test_a_silent_worker_loses_its_session_after_the_lease_and_its_workflo
     silent_id, live_id = f"silent-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
     workflow_id = f"moves-on-{uuid.uuid4().hex[:6]}"
     async with grpc.aio.insecure_channel(address) as channel:
-        silent = RawStream(channel)
+        silent = RawWorker(channel, silent_id, ["beat"])
         # Taken before Register, the last thing this worker sends: the coordinator's clock
         # (the same, in this process) starts its lease no earlier.
         last_sent = time.monotonic()
-        await silent.register(silent_id, ["beat"])
+        await silent.register()
         session = engine.sessions.get(silent_id)
         assert session is not None
         await client.start_workflow("beat", workflow_id, workflow_id=workflow_id)
