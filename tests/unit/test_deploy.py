@@ -191,6 +191,8 @@ def test_dockerfile_installs_everything_pip_install_needs() -> None:
     assert installs, "the build stage should `pip install .`"
     extras = project["project"]["optional-dependencies"]
     assert all(extra in extras for group in installs for extra in group.split(",") if extra)
+    # The image runs `stepline serve`: it needs the coordinator's dependencies.
+    assert any("coordinator" in group.split(",") for group in installs)
 
 
 def test_dockerfile_healthcheck_runs_the_shipped_script() -> None:
