@@ -125,6 +125,16 @@ def step_info(s: pb.StepInfo) -> StepInfo:
 # --- worker -> coordinator ----------------------------------------------------------------
 
 
+def _outcome(target: Any, output: bytes | None, error: ErrorInfo | None) -> None:
+    """Fills a result's ``outcome`` oneof: the JSON output, or else the error."""
+    if output is not None:
+        target.output.data = output
+        target.output.encoding = "json"
+    else:
+        assert error is not None
+        _error_out(target.error, error)
+
+
 def _step_result(target: wpb.WorkerEvent, r: StepResult) -> None:
     out = target.step_result
     out.workflow_id, out.epoch, out.step_id, out.step_name, out.attempt = (
@@ -134,12 +144,7 @@ def _step_result(target: wpb.WorkerEvent, r: StepResult) -> None:
         r.step_name,
         r.attempt,
     )
-    if r.output is not None:
-        out.output.data = r.output
-        out.output.encoding = "json"
-    else:
-        assert r.error is not None
-        _error_out(out.error, r.error)
+    _outcome(out, r.output, r.error)
 
 
 def _step_start(target: wpb.WorkerEvent, s: StepStart) -> None:
@@ -156,12 +161,7 @@ def _step_start(target: wpb.WorkerEvent, s: StepStart) -> None:
 def _workflow_result(target: wpb.WorkerEvent, r: WorkflowResult) -> None:
     w = target.workflow_result
     w.workflow_id, w.epoch = r.workflow_id, r.epoch
-    if r.output is not None:
-        w.output.data = r.output
-        w.output.encoding = "json"
-    else:
-        assert r.error is not None
-        _error_out(w.error, r.error)
+    _outcome(w, r.output, r.error)
 
 
 def _start_workflow(target: wpb.WorkerEvent, ev: StartWorkflow) -> None:
