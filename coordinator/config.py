@@ -37,6 +37,9 @@ class Settings:
     """--retention-hours / STEPLINE_RETENTION_HOURS: delete finished workflows this old; 0 keeps all."""
     pool_size: int = 8
     """--pool-size / STEPLINE_POOL_SIZE: PostgreSQL connections."""
+    sweep_ms: int = 5000
+    """--sweep-ms / STEPLINE_SWEEP_MS: how often to re-check what a lost wake-up hint between
+    coordinators could have said (next timer, ready workflows, waits held here)."""
     log_level: str = "INFO"
     """--log-level / STEPLINE_LOG_LEVEL."""
 
@@ -61,6 +64,7 @@ _ENV = {
     "api_key": ("STEPLINE_API_KEY", str),
     "retention_hours": ("STEPLINE_RETENTION_HOURS", float),
     "pool_size": ("STEPLINE_POOL_SIZE", int),
+    "sweep_ms": ("STEPLINE_SWEEP_MS", int),
     "log_level": ("STEPLINE_LOG_LEVEL", str),
 }
 
@@ -107,6 +111,7 @@ def _check(s: Settings) -> None:
             (s.max_recovery_attempts >= 1, "max recovery attempts must be at least 1"),
             (s.pool_size >= 2, "pool size must be at least 2"),
             (s.retention_hours >= 0, "retention must not be negative"),
+            (s.sweep_ms >= 50, f"sweep of {s.sweep_ms} ms is too short (at least 50)"),
         )
         if not ok
     ]

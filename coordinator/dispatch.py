@@ -47,7 +47,7 @@ class Dispatcher:
         db: Database,
         sessions: Sessions,
         ownership: Ownership,
-        waiters: Waiters,
+        waiters: Waiters[str, WorkflowRecord],
         max_recovery_attempts: int,
         stats: Stats,
     ) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from coordinator.config import Settings
 from coordinator.dispatch import Dispatcher
 from coordinator.errors import NotFound, Unavailable
+from coordinator.hints import Hints
 from coordinator.leases import Leases
 from coordinator.models import (
     Abandon,
@@ -27,13 +28,19 @@ from coordinator.models import (
     Drain,
     Heartbeat,
     HeartbeatAck,
+    Idle,
+    Payload,
     Registered,
     Registration,
     Release,
+    Send,
+    SetEvent,
     StartRequest,
     StepRecord,
     StepResult,
     StepStart,
+    Suspend,
+    Wait,
     WorkerEvent,
     WorkflowFilter,
     WorkflowRecord,
@@ -41,13 +48,16 @@ from coordinator.models import (
 )
 from coordinator.ownership import Ownership
 from coordinator.recorder import Recorder
+from coordinator.replies import Replies
 from coordinator.retention import Retention
 from coordinator.sessions import Session, Sessions
 from coordinator.starts import Starter
 from coordinator.stats import Stats
 from coordinator.store import steps, workflows
 from coordinator.store.database import Database
+from coordinator.timers import Timers
 from coordinator.waiters import Waiters
+from coordinator.waits import Waits
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +71,27 @@ class Engine:
         self.coordinator_id = uuid.uuid4().hex
         self.stats = Stats()
         self.sessions = Sessions()
-        self.waiters = Waiters()
+        self.waiters: Waiters[str, WorkflowRecord] = Waiters()
         self.ownership = Ownership(on_room=lambda: self.dispatcher.poke())
+        self.replies = Replies(self.sessions, self.ownership, self.stats)
         self.dispatcher = Dispatcher(
             db, self.sessions, self.ownership, self.waiters, settings.max_recovery_attempts, self.stats
         )
+        self.timers = Timers(db)
         self.starter = Starter(
-            db, self.sessions, self.ownership, self.dispatcher, settings.max_recovery_attempts
+            db, self.sessions, self.ownership, self.dispatcher, settings.max_recovery_attempts, self.timers
         )
-        self.recorder = Recorder(db, self.sessions, self.ownership, self.waiters, self.stats)
+        self.recorder = Recorder(db, self.sessions, self.ownership, self.replies, self.waiters)
         self.leases = Leases(
             db, self.sessions, settings, self.coordinator_id, self.stats, self.dispatcher.mark_ready
         )
         self.retention = Retention(db, settings.retention_hours)
+        # db is None only where a test builds an Engine to look at it, never to run it.
+        self.hints = Hints(db.url if db is not None else "", self.coordinator_id, settings.sweep_ms / 1000)
+        self.hints.on_resync(self._all_names_ready)
+        self.waits = Waits(
+            db, self.ownership, self.replies, self.dispatcher, self.timers, self.hints, self.waiters
+        )
         # One handler per kind of worker event.
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             StepResult: self.recorder.step_result,
@@ -83,6 +101,11 @@ class Engine:
             Heartbeat: self._heartbeat,
             Release: self._release,
             Drain: self._drain,
+            Wait: self.waits.wait,
+            Send: self.waits.send,
+            SetEvent: self.waits.set_event,
+            Idle: self.waits.idle,
+            Suspend: self.waits.suspend,
         }
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -91,7 +114,8 @@ class Engine:
         self.dispatcher.start()
         self.starter.batcher.start()
         self.recorder.batcher.start()
-        self._tasks += self.leases.start() + self.retention.start()
+        self.waits.batcher.start()
+        self._tasks += self.leases.start() + self.retention.start() + self.timers.start() + self.hints.start()
 
     async def stop(self) -> None:
         for session in self.sessions:
@@ -104,6 +128,7 @@ class Engine:
         await self.dispatcher.stop()
         await self.starter.batcher.stop()
         await self.recorder.batcher.stop()
+        await self.waits.batcher.stop()
         self.waiters.notify_all()
         log.info("coordinator stats: %s", self.stats.as_dict())
 
@@ -169,6 +194,14 @@ class Engine:
             async with self.db.connection() as conn:
                 finished.update(await workflows.get_many(conn, reread))
         return [r for r in finished.values() if r is not None and r.status.done], not_found
+
+    async def send(self, message: Send) -> bool:
+        """A client's message for a workflow; returns whether it was a duplicate."""
+        return await self.waits.client_send(message)
+
+    async def get_event(self, workflow_id: str, key: str, timeout: float) -> Payload | None:
+        """The event's value once set, or None when ``timeout`` seconds pass first."""
+        return await self.waits.get_event(workflow_id, key, min(max(timeout, 0.0), MAX_AWAIT_SECONDS))
 
     async def list_workflows(self, f: WorkflowFilter) -> list[WorkflowRecord]:
         async with self.db.connection() as conn:
@@ -262,6 +295,10 @@ class Engine:
         handlers = self._handlers
         for ev in events:
             handlers[type(ev)](session, ev)
+
+    def _all_names_ready(self) -> None:
+        """After a possibly lost hint: any name served here may have ready workflows."""
+        self.dispatcher.mark_ready({name for s in self.sessions for name in s.names})
 
     def _heartbeat(self, session: Session, ev: Heartbeat) -> None:
         session.send(HeartbeatAck(ev.sequence))

@@ -5,9 +5,9 @@ step are plain slotted dataclasses, left unchanged by convention: a frozen datac
 five times as long to build, and several are made per step.
 
 Workflow and step state (``WorkflowRecord``, ``StepRecord``), the events a worker sends
-(``StepStart``, ``StepResult``, ``WorkflowResult``, ``LocalStart``) and the events the
-coordinator sends back (``Assignment``, ``StepAck``, ``WorkflowAck``, ``Abandon``,
-``Rejected``, ``StartResult``, ``HeartbeatAck``).
+(``StepStart``, ``StepResult``, ``WorkflowResult``, ``StartRequest``, ``Wait``, ``Send``,
+...) and the events the coordinator sends back (``Assignment``, ``StepAck``,
+``StepDone``, ``WorkflowAck``, ``Abandon``, ``Rejected``, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class WorkflowStatus(enum.Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+    TIMED_OUT = "TIMED_OUT"
 
     @property
     def done(self) -> bool:
@@ -48,12 +49,34 @@ class StepStatus(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    WAITING = "WAITING"
+
+
+class StepKind(enum.Enum):
+    """Mirrors stepline.v1.StepKind; the value is what PostgreSQL stores."""
+
+    STEP = "step"
+    SLEEP = "sleep"
+    RECV = "recv"
+    GET_EVENT = "get_event"
+    SEND = "send"
+    SET_EVENT = "set_event"
+
+    @property
+    def step_name(self) -> str:
+        """The name the coordinator records a durable operation under ("stepline.sleep")."""
+        return "stepline." + self.value
+
+
+#: The kinds a workflow waits on (answered with StepDone when the wait ends).
+WAIT_KINDS = frozenset({StepKind.SLEEP, StepKind.RECV, StepKind.GET_EVENT})
 
 
 class AbandonReason(enum.Enum):
     STALE_EPOCH = 1
     FINISHED = 2
     CANCELLED = 3
+    TIMED_OUT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +109,14 @@ class WorkflowRecord:
     started_at: datetime | None
     completed_at: datetime | None
     seq: int
+    deadline_at: datetime | None = None
+    suspended: bool = False
 
     @property
     def ready(self) -> bool:
-        """Unfinished and owned by no worker: waiting to be handed out (see store/conditions.py)."""
-        return self.owner_id is None and self.status in UNFINISHED
+        """Unfinished, owned by no worker and not suspended: waiting to be handed out (see
+        store/conditions.py)."""
+        return self.owner_id is None and not self.suspended and self.status in UNFINISHED
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,9 @@ class StepRecord:
     epoch: int
     started_at: datetime
     completed_at: datetime | None
+    kind: StepKind = StepKind.STEP
+    timed_out: bool = False
+    wake_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +176,9 @@ class StartRequest:
     workflow_id: str
     input: Payload
     request_id: str = ""
+    # Seconds after recording, and an absolute time: the earlier ends it TIMED_OUT.
+    timeout: float | None = None
+    deadline: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +223,57 @@ class Release:
 @dataclass(slots=True)
 class Drain:
     pass
+
+
+@dataclass(slots=True)
+class Wait:
+    """A durable wait begins: a SLEEP (``seconds`` from now, or ``until``), a RECV on
+    ``topic``, or a GET_EVENT of ``target``'s ``topic`` (the key); ``timeout`` in seconds."""
+
+    workflow_id: str
+    epoch: int
+    step_id: str
+    kind: StepKind
+    seconds: float | None = None
+    until: datetime | None = None
+    topic: str = ""
+    target: str = ""
+    timeout: float | None = None
+
+
+@dataclass(slots=True)
+class Send:
+    """A message for ``destination``: from a workflow (``step_id`` set) or a client."""
+
+    workflow_id: str
+    epoch: int
+    step_id: str
+    destination: str
+    topic: str
+    message: Payload
+    idempotency_key: str | None
+
+
+@dataclass(slots=True)
+class SetEvent:
+    workflow_id: str
+    epoch: int
+    step_id: str
+    key: str
+    value: Payload
+
+
+@dataclass(slots=True)
+class Idle:
+    workflow_id: str
+    epoch: int
+
+
+@dataclass(slots=True)
+class Suspend:
+    workflow_id: str
+    epoch: int
+    waiting_on: tuple[str, ...]
 
 
 # --- coordinator -> worker ------------------------------------------------------------
@@ -252,6 +335,18 @@ class Abandon:
 
 
 @dataclass(slots=True)
+class StepDone:
+    """A durable operation ended; its outcome is committed."""
+
+    workflow_id: str
+    epoch: int
+    step_id: str
+    output: Payload | None
+    error: ErrorInfo | None
+    timed_out: bool
+
+
+@dataclass(slots=True)
 class Rejected:
     workflow_id: str
     epoch: int
@@ -260,7 +355,28 @@ class Rejected:
     message: str
 
 
-WorkerEvent = StepStart | StepResult | WorkflowResult | StartRequest | Heartbeat | Release | Drain
+WorkerEvent = (
+    StepStart
+    | StepResult
+    | WorkflowResult
+    | StartRequest
+    | Heartbeat
+    | Release
+    | Drain
+    | Wait
+    | Send
+    | SetEvent
+    | Idle
+    | Suspend
+)
 CoordinatorEvent = (
-    Registered | HeartbeatAck | Assignment | StartResult | StepAck | WorkflowAck | Abandon | Rejected
+    Registered
+    | HeartbeatAck
+    | Assignment
+    | StartResult
+    | StepAck
+    | WorkflowAck
+    | Abandon
+    | Rejected
+    | StepDone
 )

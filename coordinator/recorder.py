@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from coordinator.batcher import Batcher
 from coordinator.errors import Code, CoordinatorError
 from coordinator.models import (
-    Abandon,
     AbandonReason,
     Rejected,
     StepAck,
@@ -30,8 +29,8 @@ from coordinator.models import (
     WorkflowStatus,
 )
 from coordinator.ownership import Ownership
+from coordinator.replies import Replies
 from coordinator.sessions import Session, Sessions
-from coordinator.stats import Stats
 from coordinator.store import steps, workflows
 from coordinator.store.database import Database
 from coordinator.store.steps import StepWrite
@@ -60,16 +59,22 @@ Pending = PendingStep | PendingOutcome
 
 class Recorder:
     def __init__(
-        self, db: Database, sessions: Sessions, ownership: Ownership, waiters: Waiters, stats: Stats
+        self,
+        db: Database,
+        sessions: Sessions,
+        ownership: Ownership,
+        replies: Replies,
+        waiters: Waiters[str, WorkflowRecord],
     ) -> None:
         self._db = db
-        self._stats = stats
         self._sessions = sessions
         self._ownership = ownership
+        self._replies = replies
         self._waiters = waiters
         self.batcher: Batcher[Pending] = Batcher("steps", self._flush, self._fail)
 
     def step_start(self, session: Session, ev: StepStart) -> None:
+        self._ownership.active(ev.workflow_id)  # a step starts: an idle execution is not any more
         write = StepWrite(
             ev.workflow_id,
             ev.epoch,
@@ -158,12 +163,7 @@ class Recorder:
     def _abandon(
         self, session: Session, workflow_id: str, epoch: int, reason: AbandonReason, msg: str
     ) -> None:
-        self._stats.stale_writes_rejected += 1
-        log.info(
-            "write refused: workflow %s epoch %d from %s: %s", workflow_id, epoch, session.worker_id, msg
-        )
-        self._ownership.abandon(session, workflow_id, epoch)
-        self._reply(session).send(Abandon(workflow_id, epoch, reason, msg))
+        self._replies.abandon(session, workflow_id, epoch, reason, msg)
 
     async def _answer_refused_steps(self, refused: dict[tuple[str, str], PendingStep]) -> None:
         async with self._db.connection() as conn:

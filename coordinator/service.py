@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from coordinator import __version__, convert, validation
+from coordinator import __version__, convert, frames, validation
 from coordinator.engine import Engine
 from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.sessions import Session
@@ -112,6 +112,20 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
         )
 
     @_statuses
+    async def Send(self, request: cpb.SendRequest, context: Any) -> cpb.SendResponse:
+        duplicate = await self._engine.send(convert.send_request(request, self._max))
+        return cpb.SendResponse(duplicate=duplicate)
+
+    @_statuses
+    async def GetEvent(self, request: cpb.GetEventRequest, context: Any) -> cpb.GetEventResponse:
+        value = await self._engine.get_event(
+            _workflow_id(request.workflow_id),
+            validation.identifier("key", request.key),
+            _wait(request.timeout_ms, context),
+        )
+        return cpb.GetEventResponse(found=value is not None, value=convert.payload_out(value))
+
+    @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
         found = await self._engine.list_steps(_workflow_id(request.workflow_id))
         return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])
@@ -142,7 +156,7 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
     ) -> None:
         try:
             first = await anext(request_iterator)
-            registration, rest = convert.registration(first)
+            registration, rest = frames.registration(first)
             session = await self._engine.register(registration)
         except StopAsyncIteration:
             return
@@ -172,7 +186,7 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
             await abort(context, Unavailable(f"session ended: {reason}"))
 
     def _take(self, session: Session, events: Any) -> None:
-        converted, rejected = convert.worker_events(events, self._max)
+        converted, rejected = frames.worker_events(events, self._max)
         for r in rejected:
             session.send(r)
         self._engine.handle(session, converted)
@@ -185,4 +199,4 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
     async def _write(self, session: Session, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:
             events = await session.next_events()
-            await context.write(convert.coordinator_frame(events))
+            await context.write(frames.coordinator_frame(events))

@@ -9,12 +9,13 @@ Otherwise it is recorded ENQUEUED and the dispatcher takes over.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from coordinator.batcher import Batcher
 from coordinator.dispatch import Dispatcher, load_history
@@ -24,6 +25,7 @@ from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
 from coordinator.store import workflows
 from coordinator.store.database import Database
+from coordinator.timers import Timers
 
 
 @dataclass(slots=True)
@@ -43,12 +45,16 @@ class Starter:
         ownership: Ownership,
         dispatcher: Dispatcher,
         max_recovery_attempts: int,
+        timers: Timers,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._ownership = ownership
         self._dispatcher = dispatcher
         self._max_recovery_attempts = max_recovery_attempts
+        # Deadlines are recorded with their workflows; this coordinator fires them (another
+        # one, should this one die, finds them in its next resync).
+        self._timers = timers
         self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail, max_batch=1000)
 
     async def start(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
@@ -105,6 +111,7 @@ class Starter:
                     item.request.input,
                     owner.worker_id if owner else None,
                     now,
+                    _deadline(item.request, now),
                 )
             )
         claims: dict[Session, list[str]] = defaultdict(list)
@@ -131,6 +138,9 @@ class Starter:
             for r in records:
                 existing[r.workflow_id] = r
             await self._dispatcher.deliver(session, records, history)
+        deadlines = [r.deadline_at for r in inserted.values() if r.deadline_at is not None]
+        if deadlines:
+            self._timers.schedule(min(deadlines))
         await self._deliver_new(inserted, owners)
         for item in items:
             workflow_id = item.request.workflow_id
@@ -179,7 +189,15 @@ class Starter:
 def _with_id(request: StartRequest) -> StartRequest:
     if request.workflow_id:
         return request
-    return StartRequest(request.name, new_workflow_id(), request.input, request.request_id)
+    return dataclasses.replace(request, workflow_id=new_workflow_id())
+
+
+def _deadline(request: StartRequest, now: datetime) -> datetime | None:
+    """When the workflow times out: the earlier of its timeout (from now) and its deadline."""
+    candidates = [request.deadline] if request.deadline is not None else []
+    if request.timeout is not None:
+        candidates.append(now + timedelta(seconds=request.timeout))
+    return min(candidates, default=None)
 
 
 def new_workflow_id() -> str:

@@ -1,53 +1,57 @@
-"""Callers waiting in AwaitWorkflow(s), woken when one of their workflows reaches a final status.
+"""Callers waiting for something to happen, by key: AwaitWorkflow(s) for a workflow to
+finish (key: workflow ID), GetEvent for an event to be set (key: workflow ID and key).
 
-A notification carries the final record when the notifier has it (the statement that
-finished the workflow returns it), so a waiter answers without reading it again.
+A notification carries the new value when the notifier has it (the statement that
+finished the workflow returns it), so a waiter answers without reading it again; None
+means "changed: read it again" (as after a hint from another coordinator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Generic, TypeVar
 
-from coordinator.models import WorkflowRecord
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class Watch:
-    """What one waiting call has learnt: finished workflows (record, or None to re-read)."""
+class Watch(Generic[K, V]):
+    """What one waiting call has learnt: the keys that changed, with their new value."""
 
     __slots__ = ("done", "event")
 
     def __init__(self) -> None:
-        self.done: dict[str, WorkflowRecord | None] = {}
+        self.done: dict[K, V | None] = {}
         self.event = asyncio.Event()
 
 
-class Waiters:
+class Waiters(Generic[K, V]):
     def __init__(self) -> None:
-        self._by_id: dict[str, set[Watch]] = {}
+        self._by_key: dict[K, set[Watch[K, V]]] = {}
 
-    def notify(self, workflow_id: str, record: WorkflowRecord | None = None) -> None:
-        for watch in self._by_id.pop(workflow_id, ()):
-            watch.done[workflow_id] = record
+    def notify(self, key: K, value: V | None = None) -> None:
+        for watch in self._by_key.pop(key, ()):
+            watch.done[key] = value
             watch.event.set()
 
     def notify_all(self) -> None:
-        for workflow_id in list(self._by_id):
-            self.notify(workflow_id)
+        for key in list(self._by_key):
+            self.notify(key)
 
     @contextlib.contextmanager
-    def watching(self, workflow_ids: Sequence[str]) -> Iterator[Watch]:
-        """Registers first, so that a completion between a read and the wait is not missed."""
-        watch = Watch()
-        for workflow_id in workflow_ids:
-            self._by_id.setdefault(workflow_id, set()).add(watch)
+    def watching(self, keys: Sequence[K]) -> Iterator[Watch[K, V]]:
+        """Registers first, so that a change between a read and the wait is not missed."""
+        watch: Watch[K, V] = Watch()
+        for key in keys:
+            self._by_key.setdefault(key, set()).add(watch)
         try:
             yield watch
         finally:
-            for workflow_id in workflow_ids:
-                waiting = self._by_id.get(workflow_id)
+            for key in keys:
+                waiting = self._by_key.get(key)
                 if waiting is not None:
                     waiting.discard(watch)
                     if not waiting:
-                        del self._by_id[workflow_id]
+                        del self._by_key[key]

@@ -1,6 +1,7 @@
 """Stepline's Python SDK: durable workflows made of steps, run by workers, recorded centrally.
 
     from worker_sdk import Client, Worker, step, workflow
+    from worker_sdk import sleep, sleep_until, send, recv, set_event, get_event   # in workflows
 
 The public API is what ``__all__`` lists; everything in modules with a leading underscore
 may change without notice.
@@ -9,7 +10,16 @@ may change without notice.
 from worker_sdk._client import Client, WorkflowHandle
 from worker_sdk._context import StepContext, current_step, workflow_id
 from worker_sdk._decorators import Step, Workflow, step, workflow
-from worker_sdk._models import ErrorInfo, Payload, StepInfo, StepStatus, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import (
+    ErrorInfo,
+    Payload,
+    StepInfo,
+    StepKind,
+    StepStatus,
+    WorkflowInfo,
+    WorkflowStatus,
+)
+from worker_sdk._operations import get_event, recv, send, set_event, sleep, sleep_until
 from worker_sdk._retry import RetryPolicy
 from worker_sdk._version import __version__
 from worker_sdk._worker import Worker
@@ -19,13 +29,16 @@ from worker_sdk.errors import (
     InvalidArgumentError,
     NonDeterminismError,
     NotInWorkerError,
+    NotInWorkflowError,
     PayloadTooLargeError,
     SerializationError,
     StepFailedError,
     SteplineError,
     WorkflowConflictError,
     WorkflowFailedError,
+    WorkflowFinishedError,
     WorkflowNotFoundError,
+    WorkflowTimedOutError,
 )
 
 __all__ = [
@@ -36,6 +49,7 @@ __all__ = [
     "InvalidArgumentError",
     "NonDeterminismError",
     "NotInWorkerError",
+    "NotInWorkflowError",
     "Payload",
     "PayloadTooLargeError",
     "RetryPolicy",
@@ -44,18 +58,27 @@ __all__ = [
     "StepContext",
     "StepFailedError",
     "StepInfo",
+    "StepKind",
     "StepStatus",
     "SteplineError",
     "Worker",
     "Workflow",
     "WorkflowConflictError",
     "WorkflowFailedError",
+    "WorkflowFinishedError",
     "WorkflowHandle",
     "WorkflowInfo",
     "WorkflowNotFoundError",
     "WorkflowStatus",
+    "WorkflowTimedOutError",
     "__version__",
     "current_step",
+    "get_event",
+    "recv",
+    "send",
+    "set_event",
+    "sleep",
+    "sleep_until",
     "step",
     "workflow",
     "workflow_id",

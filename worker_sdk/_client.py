@@ -24,7 +24,7 @@ class Client:
         self._api_key = _transport.api_key_or_env(api_key)
         self._channel: grpc.aio.Channel | None = None
         self._calls_: _transport.ClientCalls | None = None
-        self._starts_: Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]] | None = None
+        self._starts_: Batcher[_transport.Start, tuple[WorkflowInfo, bool]] | None = None
         self._awaiter_: Awaiter | None = None
         self._limits_: asyncio.Future[Limits] | None = None
 
@@ -42,7 +42,7 @@ class Client:
             self._limits_ = asyncio.ensure_future(self._calls.limits())
         return await asyncio.shield(self._limits_)
 
-    async def _starts(self) -> Batcher[tuple[str, str, bytes], tuple[WorkflowInfo, bool]]:
+    async def _starts(self) -> Batcher[_transport.Start, tuple[WorkflowInfo, bool]]:
         if self._starts_ is None:
             limit = (await self._limits()).max_starts_per_call
             self._starts_ = self._starts_ or Batcher(self._calls.start_workflows, limit)
@@ -68,19 +68,58 @@ class Client:
         self._channel = self._calls_ = self._starts_ = self._awaiter_ = self._limits_ = None
 
     async def start_workflow(
-        self, workflow: str | Workflow[Any, Any], /, *args: Any, workflow_id: str | None = None, **kwargs: Any
+        self,
+        workflow: str | Workflow[Any, Any],
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: float | None = None,
+        deadline: datetime | None = None,
+        **kwargs: Any,
     ) -> WorkflowHandle:
         """Starts a workflow by name (or function) with the given arguments.
 
         With ``workflow_id`` the start is idempotent: starting an existing ID starts nothing
         and returns a handle to that workflow (WorkflowConflictError if its name differs).
+        With ``timeout`` (seconds from now) or ``deadline`` (an aware datetime), the
+        coordinator ends the workflow TIMED_OUT if it has not finished by then, whether or
+        not a worker runs it.
         """
         name = workflow.name if isinstance(workflow, Workflow) else workflow
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must not be negative")
+        if deadline is not None and deadline.tzinfo is None:
+            raise ValueError("deadline must be an aware datetime (with a tzinfo)")
         data = _serde.encode_input(args, kwargs, f"the input of workflow {name!r}")
         # Starts made in the same event-loop turn leave together in one StartWorkflows call.
         starts = await self._starts()
-        info, _ = await starts.submit((name, workflow_id or "", data))
+        info, _ = await starts.submit(_transport.Start(name, workflow_id or "", data, timeout, deadline))
         return WorkflowHandle(self, info.workflow_id)
+
+    async def send(
+        self, workflow_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+    ) -> None:
+        """Sends ``message`` to a workflow's mailbox, for its ``recv(topic)`` to take.
+
+        Messages sent before the workflow reaches its recv are kept for it. With an
+        ``idempotency_key``, sending the same key to the same workflow again changes
+        nothing, so a send can be retried safely. Raises WorkflowNotFoundError, or
+        WorkflowFinishedError when the workflow has finished (nothing would read it).
+        """
+        data = _serde.encode(message, f"the message to workflow {workflow_id!r}")
+        await self._calls.send(workflow_id, topic or "", data, idempotency_key or "")
+
+    async def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        """The value of a workflow's event, waiting up to ``timeout`` seconds for it to be
+        set (longer waits ask again every minute); None if it was not."""
+        deadline = asyncio.get_running_loop().time() + max(timeout, 0.0)
+        while True:
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            value = await self._calls.get_event(workflow_id, key, min(remaining, 60.0))
+            if value is not None:
+                return _serde.decode(value.data, value.encoding)
+            if remaining <= 60.0:
+                return None
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing workflow (not checked until used)."""

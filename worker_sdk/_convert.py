@@ -8,7 +8,7 @@ coordinator) are ignored, as the protocol promises.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,6 +22,7 @@ from worker_sdk._messages import (
     Drain,
     Heartbeat,
     HeartbeatAck,
+    Idle,
     Incoming,
     Limits,
     Outgoing,
@@ -30,15 +31,28 @@ from worker_sdk._messages import (
     Registered,
     Rejected,
     Release,
+    Send,
+    SetEvent,
     StartResult,
     StartWorkflow,
     StepAck,
+    StepDone,
     StepResult,
     StepStart,
+    Suspend,
+    Wait,
     WorkflowAck,
     WorkflowResult,
 )
-from worker_sdk._models import ErrorInfo, Payload, StepInfo, StepStatus, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import (
+    ErrorInfo,
+    Payload,
+    StepInfo,
+    StepKind,
+    StepStatus,
+    WorkflowInfo,
+    WorkflowStatus,
+)
 from worker_sdk._version import __version__
 
 #: The worker protocol version this SDK speaks, from the contract.
@@ -47,6 +61,8 @@ PROTOCOL_VERSION = pb.PROTOCOL_VERSION_1
 _WF_TO_PB = {s: pb.WorkflowStatus.Value("WORKFLOW_STATUS_" + s.value) for s in WorkflowStatus}
 _WF_FROM_PB = {v: k for k, v in _WF_TO_PB.items()}
 _STEP_FROM_PB = {getattr(pb, "STEP_STATUS_" + s.value): s for s in StepStatus}
+_KIND_TO_PB = {k: pb.StepKind.Value("STEP_KIND_" + k.name) for k in StepKind}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 _ABANDON_REASONS = {v: k for k, v in wpb.AbandonReason.items()}
 
 
@@ -104,6 +120,8 @@ def workflow_info(w: pb.WorkflowInfo) -> WorkflowInfo:
         updated_at=_time(w.updated_at, w.HasField("updated_at")),
         started_at=_time(w.started_at, w.HasField("started_at")),
         completed_at=_time(w.completed_at, w.HasField("completed_at")),
+        deadline=_time(w.deadline, w.HasField("deadline")),
+        suspended=w.suspended,
     )
 
 
@@ -119,6 +137,9 @@ def step_info(s: pb.StepInfo) -> StepInfo:
         epoch=s.epoch,
         started_at=_time(s.started_at, s.HasField("started_at")),
         completed_at=_time(s.completed_at, s.HasField("completed_at")),
+        kind=_KIND_FROM_PB.get(s.kind, StepKind.STEP),
+        timed_out=s.timed_out,
+        wake_at=_time(s.wake_at, s.HasField("wake_at")),
     )
 
 
@@ -169,6 +190,53 @@ def _start_workflow(target: wpb.WorkerEvent, ev: StartWorkflow) -> None:
     s.request_id, s.workflow_name, s.workflow_id = ev.request_id, ev.workflow_name, ev.workflow_id
     s.input.data = ev.input
     s.input.encoding = "json"
+    if ev.timeout is not None:
+        s.timeout.FromTimedelta(timedelta(seconds=ev.timeout))
+    if ev.deadline is not None:
+        s.deadline.FromDatetime(ev.deadline)
+
+
+def _wait(target: wpb.WorkerEvent, ev: Wait) -> None:
+    w = target.wait
+    w.workflow_id, w.epoch, w.step_id = ev.workflow_id, ev.epoch, ev.step_id
+    if ev.kind is StepKind.SLEEP:
+        if ev.until is not None:
+            w.sleep.until.FromDatetime(ev.until)
+        else:
+            w.sleep.duration.FromTimedelta(timedelta(seconds=ev.seconds or 0.0))
+        return
+    condition = w.recv if ev.kind is StepKind.RECV else w.get_event
+    if ev.kind is StepKind.RECV:
+        w.recv.topic = ev.topic
+    else:
+        w.get_event.workflow_id, w.get_event.key = ev.target, ev.topic
+    if ev.timeout is not None:
+        condition.timeout.FromTimedelta(timedelta(seconds=ev.timeout))
+    else:
+        condition.SetInParent()
+
+
+def _send(target: wpb.WorkerEvent, ev: Send) -> None:
+    s = target.send
+    s.workflow_id, s.epoch, s.step_id = ev.workflow_id, ev.epoch, ev.step_id
+    s.destination_id, s.topic, s.idempotency_key = ev.destination, ev.topic, ev.idempotency_key
+    s.message.data, s.message.encoding = ev.message, "json"
+
+
+def _set_event(target: wpb.WorkerEvent, ev: SetEvent) -> None:
+    s = target.set_event
+    s.workflow_id, s.epoch, s.step_id, s.key = ev.workflow_id, ev.epoch, ev.step_id, ev.key
+    s.value.data, s.value.encoding = ev.value, "json"
+
+
+def _idle(target: wpb.WorkerEvent, ev: Idle) -> None:
+    target.idle.workflow_id, target.idle.epoch = ev.workflow_id, ev.epoch
+
+
+def _suspend(target: wpb.WorkerEvent, ev: Suspend) -> None:
+    s = target.suspend
+    s.workflow_id, s.epoch = ev.workflow_id, ev.epoch
+    s.waiting_on.extend(ev.waiting_on)
 
 
 def _register(target: wpb.WorkerEvent, ev: Register) -> None:
@@ -193,6 +261,11 @@ _TO_COORDINATOR: dict[type[Any], Callable[[wpb.WorkerEvent, Any], None]] = {
     Release: _release,
     Drain: lambda target, ev: target.drain.SetInParent(),
     Register: _register,
+    Wait: _wait,
+    Send: _send,
+    SetEvent: _set_event,
+    Idle: _idle,
+    Suspend: _suspend,
 }
 
 
@@ -224,6 +297,8 @@ def _assignment(a: wpb.Assignment) -> Assignment:
                 _payload(s.output) if outcome == "output" else None,
                 error_in(s.error) if outcome == "error" else None,
                 s.attempts,
+                _KIND_FROM_PB.get(s.kind, StepKind.STEP),
+                s.timed_out,
             )
         )
     return Assignment(
@@ -239,6 +314,18 @@ def _start_result(r: wpb.StartWorkflowResult) -> StartResult:
         r.created,
         r.error.code,
         r.error.message,
+    )
+
+
+def _step_done(d: wpb.StepDone) -> StepDone:
+    outcome = d.WhichOneof("outcome")
+    return StepDone(
+        d.workflow_id,
+        d.epoch,
+        d.step_id,
+        _payload(d.output) if outcome == "output" else None,
+        error_in(d.error) if outcome == "error" else None,
+        d.timed_out,
     )
 
 
@@ -263,6 +350,7 @@ _FROM_COORDINATOR: dict[str, Callable[[Any], Incoming]] = {
     "rejected": lambda j: Rejected(j.workflow_id, j.epoch, j.step_id, j.status.code, j.status.message),
     "registered": _registered,
     "heartbeat_ack": lambda h: HeartbeatAck(h.sequence),
+    "step_done": _step_done,
 }
 
 

@@ -71,9 +71,15 @@ class Step(Generic[P, R]):
     __slots__ = ("__dict__", "definition")
 
     def __init__(
-        self, fn: Callable[P, Awaitable[R]] | Callable[P, R], name: str, retry: RetryPolicy | None
+        self,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        name: str,
+        retry: RetryPolicy | None,
+        timeout: float | None = None,
     ) -> None:
-        self.definition = StepDefinition(name, fn, retry, inspect.iscoroutinefunction(fn))
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"step {name!r}: timeout must be positive")
+        self.definition = StepDefinition(name, fn, retry, inspect.iscoroutinefunction(fn), timeout)
         functools.update_wrapper(self, fn)
 
     @property
@@ -127,21 +133,26 @@ def step(fn: Callable[P, Awaitable[R]], /) -> Step[P, R]: ...
 @overload
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
-def step(*, name: str | None = None, retry: RetryPolicy | None = None) -> StepDecorator: ...
+def step(
+    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+) -> StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> Step[Any, Any] | StepDecorator:
     """Declares a step. Its name defaults to the function's ``__qualname__``.
 
     Async functions run on the event loop; plain functions run in a thread. Without a
-    ``retry`` policy a failing step is not retried.
+    ``retry`` policy a failing step is not retried. With a ``timeout`` (seconds), an attempt
+    that runs longer fails with TimeoutError, and the retry policy decides what follows (a
+    plain function's thread cannot be stopped: it runs on, its result unused).
     """
 
     def decorate(f: Callable[..., Any]) -> Step[Any, Any]:
-        return Step(f, name or f.__qualname__, retry)
+        return Step(f, name or f.__qualname__, retry, timeout)
 
     return decorate(fn) if fn is not None else decorate

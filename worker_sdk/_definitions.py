@@ -25,3 +25,5 @@ class StepDefinition:
     fn: Callable[..., Any]
     retry: RetryPolicy | None
     is_coroutine: bool
+    # Seconds one attempt may take; None: no limit.
+    timeout: float | None = None

@@ -30,6 +30,7 @@ from worker_sdk._messages import (
     StartResult,
     StartWorkflow,
     StepAck,
+    StepDone,
     WorkflowAck,
 )
 
@@ -43,10 +44,17 @@ log = logging.getLogger("worker_sdk")
 class Dispatch:
     """Runs assignments and routes the coordinator's answers; the link executions use."""
 
-    def __init__(self, worker: Worker, definitions: dict[str, WorkflowDefinition], capacity: int) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        definitions: dict[str, WorkflowDefinition],
+        capacity: int,
+        suspend_after: float | None = None,
+    ) -> None:
         self._worker = worker
         self._definitions = definitions
         self._capacity = capacity
+        self.suspend_after = suspend_after
         self.session: Session | None = None
         self.executions: dict[str, Execution] = {}
         # In-process starts waiting for their StartResult, by request ID.
@@ -62,6 +70,7 @@ class Dispatch:
             Rejected: self._rejected,
             HeartbeatAck: self._heartbeat_ack,
             Registered: lambda ev: None,  # only ever first, and taken by the session
+            StepDone: self._step_done,
         }
 
     # --- the link executions use --------------------------------------------------------
@@ -90,6 +99,11 @@ class Dispatch:
         self._progress.set()
 
     def progressed(self) -> None:
+        self._progress.set()
+
+    def suspended(self, execution: Execution) -> None:
+        if self.executions.get(execution.workflow_id) is execution:
+            del self.executions[execution.workflow_id]
         self._progress.set()
 
     # --- for the session ----------------------------------------------------------------
@@ -140,6 +154,11 @@ class Dispatch:
         ex = self._current(ev.workflow_id, ev.epoch)
         if ex is not None:
             ex.step_acked(ev.step_id)
+
+    def _step_done(self, ev: StepDone) -> None:
+        ex = self._current(ev.workflow_id, ev.epoch)
+        if ex is not None:
+            ex.step_done(ev)
 
     def _workflow_ack(self, ev: WorkflowAck) -> None:
         ex = self._current(ev.workflow_id, ev.epoch)

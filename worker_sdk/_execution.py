@@ -1,10 +1,17 @@
-"""One execution of one workflow on this worker: replay, step calls, and the final result.
+"""One execution of one workflow on this worker: replay, step calls, durable operations,
+waiting, and the final result.
 
 A step call looks up its ID in the history sent with the assignment. A recorded outcome is
 returned (or its error re-raised) at once, without a round trip; a recorded ID under
 another name is a non-determinism error. Otherwise the body runs, its outcome is sent,
 and the call returns only when the coordinator has acknowledged that the outcome is
-durable.
+durable. Durable operations (``_operations.py``: sleep, recv, send, ...) are carried out
+by the coordinator and return when its StepDone arrives.
+
+An execution blocked on nothing but durable waits is *idle*: it tells the coordinator
+(which then does not count it against the worker's capacity), and after ``suspend_after``
+seconds of idleness gives itself back (Suspend) and stops; the coordinator hands it out
+again when one of its waits ends, and the replay returns to the wait at once.
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ from worker_sdk._context import SCOPE, STEP, STEP_CODES, Scope, StepContext
 from worker_sdk._definitions import StepDefinition, WorkflowDefinition
 from worker_sdk._messages import (
     Assignment,
+    Idle,
+    Operation,
     Outgoing,
     RecordedStep,
+    StepDone,
     StepResult,
     StepStart,
+    Suspend,
+    Wait,
     WorkflowResult,
 )
 from worker_sdk._models import ErrorInfo, StepStatus, WorkflowStatus
@@ -35,6 +47,10 @@ class Link(Protocol):
     @property
     def max_payload_bytes(self) -> int | None:
         """The coordinator's payload limit, once known."""
+
+    @property
+    def suspend_after(self) -> float | None:
+        """Seconds an execution may wait in memory before it is suspended; None: never."""
 
     def send(self, event: Outgoing) -> None:
         """Queues an event for the coordinator."""
@@ -54,9 +70,16 @@ class Link(Protocol):
     def progressed(self) -> None:
         """An acknowledgement arrived (shutdown waits for them)."""
 
+    def suspended(self, execution: Execution) -> None:
+        """The execution gave itself back while waiting: forget it."""
+
 
 class Abandoned(errors.SteplineError):
     """The execution was taken away from this worker; its result comes from elsewhere."""
+
+
+class Suspended(Abandoned):
+    """The execution was given back while it waited; it goes on wherever it is handed out."""
 
 
 # (status, output payload, error) as acknowledged by the coordinator.
@@ -72,16 +95,27 @@ class Execution:
         self.link = link
         self.recorded: dict[str, RecordedStep] = {s.step_id: s for s in assignment.steps}
         self.fatal: errors.SteplineError | None = None
-        self.abandoned = False
+        # Abandoned or suspended: nothing more of it may run or be reported.
+        self.stopped = False
         self.task: asyncio.Task[None] | None = None
         # Step results sent and not yet acknowledged, to resend after a reconnect.
         self.unacked: dict[str, StepResult] = {}
         self.result: WorkflowResult | None = None
         self._acks: dict[str, asyncio.Future[None]] = {}
+        # Durable operations sent and not yet done (to resend), and which of them are waits.
+        self._calls: dict[str, tuple[Operation, asyncio.Future[StepDone]]] = {}
+        self._waits: set[str] = set()
+        self._bodies = 0
+        self._idle = False
+        self._suspend_timer: asyncio.TimerHandle | None = None
         self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
         return f"<Execution {self.workflow_id} epoch={self.epoch}>"
+
+    @property
+    def abandoned(self) -> bool:
+        return self.stopped
 
     # --- driven by the worker -----------------------------------------------------------
 
@@ -99,13 +133,17 @@ class Execution:
                 value, f"the result of workflow {self.definition.name!r}", self.link.max_payload_bytes
             )
         except asyncio.CancelledError:
-            if self.abandoned:
+            if self.stopped:
                 return
             raise
         except Exception as exc:
+            if self.stopped:
+                return  # whatever its code did while being stopped is nobody's business
             error = _serde.error_info(self.fatal if self.fatal is not None else exc)
             if self.fatal is None and not isinstance(exc, errors.SteplineError):
                 log.info("workflow %s failed: %s: %s", self.workflow_id, type(exc).__name__, exc)
+        finally:
+            self._cancel_suspend()
         self.result = WorkflowResult(self.workflow_id, self.epoch, output, error)
         self.link.send(self.result)
 
@@ -116,10 +154,18 @@ class Execution:
             future.set_result(None)
         self.link.progressed()
 
+    def step_done(self, ev: StepDone) -> None:
+        call = self._calls.get(ev.step_id)
+        if call is not None and not call[1].done():
+            call[1].set_result(ev)
+        self.link.progressed()
+
     @property
     def settled(self) -> bool:
-        """Nothing of this execution waits for the coordinator's acknowledgement."""
-        return not self.unacked and (self.result is None or self.outcome.done())
+        """Nothing of this execution waits for the coordinator's acknowledgement (open
+        waits aside: they last as long as they last)."""
+        pending = len(self._calls) - len(self._waits)
+        return not self.unacked and not pending and (self.result is None or self.outcome.done())
 
     def workflow_acked(self, status: WorkflowStatus) -> None:
         if self.result is not None and not self.outcome.done():
@@ -132,9 +178,9 @@ class Execution:
             self.unacked.pop(step_id, None)
             if self.fatal is None:
                 self.fatal = problem
-            future = self._acks.pop(step_id, None)
-            if future is not None and not future.done():
-                future.set_exception(problem)
+            for future in (self._acks.pop(step_id, None), self._calls.get(step_id, (None, None))[1]):
+                if future is not None and not future.done():
+                    future.set_exception(problem)
         elif self.result is not None and self.result.output is not None:
             # The output was refused: record the refusal as the workflow's error instead.
             self.result = WorkflowResult(self.workflow_id, self.epoch, None, _serde.error_info(problem))
@@ -144,30 +190,34 @@ class Execution:
 
     def abandon(self, reason: str) -> None:
         """Stops this execution at once: another epoch owns the workflow now."""
-        if self.abandoned:
-            return
-        self.abandoned = True
+        self._stop(Abandoned(reason))
         log.info("workflow %s epoch %d abandoned: %s", self.workflow_id, self.epoch, reason)
-        if self.task is not None:
-            self.task.cancel()
-        if not self.outcome.done():
-            self.outcome.set_exception(Abandoned(reason))
-            self.outcome.exception()  # retrieved: nobody may be waiting for it
 
     def pending_events(self) -> list[Outgoing]:
-        """What to resend after a reconnect: unacknowledged results."""
+        """What to resend after a reconnect: unacknowledged results, operations not yet
+        done (the coordinator answers a repeat with its recorded outcome), and Idle."""
         events: list[Outgoing] = list(self.unacked.values())
+        events.extend(op for op, _ in self._calls.values())
+        if self._idle:
+            events.append(Idle(self.workflow_id, self.epoch))
         if self.result is not None:
             events.append(self.result)
         return events
 
-    # --- used by step calls -------------------------------------------------------------
+    # --- used by step calls and durable operations ----------------------------------------
 
     def nondeterminism(self, step_id: str, recorded: str, called: str) -> errors.NonDeterminismError:
         exc = errors.NonDeterminismError(self.workflow_id, step_id, recorded, called)
         if self.fatal is None:
             self.fatal = exc
         return exc
+
+    def check_running(self) -> None:
+        """Raises if nothing more may run: a recorded fatal error, or the execution stopped."""
+        if self.stopped:
+            raise asyncio.CancelledError
+        if self.fatal is not None:
+            raise self.fatal
 
     async def record(
         self, step_id: str, name: str, attempt: int, output: bytes | None, error: ErrorInfo | None
@@ -178,7 +228,91 @@ class Execution:
         self._acks[step_id] = future
         self.unacked[step_id] = event
         self.link.send(event)
-        await future
+        try:
+            await future
+        finally:
+            self._update_idle()
+
+    async def call(self, operation: Operation) -> StepDone:
+        """Asks the coordinator to carry out an operation; returns its outcome once durable."""
+        future: asyncio.Future[StepDone] = asyncio.get_running_loop().create_future()
+        step_id = operation.step_id
+        self._calls[step_id] = (operation, future)
+        if isinstance(operation, Wait):
+            self._waits.add(step_id)
+        self.link.send(operation)
+        self._update_idle()
+        try:
+            return await future
+        finally:
+            self._calls.pop(step_id, None)
+            self._waits.discard(step_id)
+            self._update_idle()
+
+    def body_started(self) -> None:
+        self._bodies += 1
+        self.link.body_started()
+        self._update_idle()
+
+    def body_finished(self) -> None:
+        self._bodies -= 1
+        self.link.body_finished()
+
+    async def back_off(self, seconds: float) -> None:
+        """Waits between two attempts of a step; the execution is busy meanwhile, not idle."""
+        self._bodies += 1
+        self._update_idle()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._bodies -= 1
+
+    # --- idleness and suspension ----------------------------------------------------------
+
+    def _update_idle(self) -> None:
+        """Idle: blocked on open waits only (no step body, result or operation in flight)."""
+        idle = (
+            bool(self._waits)
+            and not self.stopped
+            and self.result is None
+            and self._bodies == 0
+            and not self.unacked
+            and len(self._calls) == len(self._waits)
+        )
+        if idle == self._idle:
+            return
+        self._idle = idle
+        if not idle:
+            self._cancel_suspend()
+            return
+        self.link.send(Idle(self.workflow_id, self.epoch))
+        after = self.link.suspend_after
+        if after is not None:
+            self._suspend_timer = asyncio.get_running_loop().call_later(after, self._suspend)
+
+    def _cancel_suspend(self) -> None:
+        if self._suspend_timer is not None:
+            self._suspend_timer.cancel()
+            self._suspend_timer = None
+
+    def _suspend(self) -> None:
+        self._suspend_timer = None
+        if not self._idle or self.stopped:
+            return
+        self.link.send(Suspend(self.workflow_id, self.epoch, tuple(sorted(self._waits))))
+        self._stop(Suspended("suspended while waiting"))
+        self.link.suspended(self)
+
+    def _stop(self, why: Abandoned) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._cancel_suspend()
+        if self.task is not None:
+            self.task.cancel()
+        if not self.outcome.done():
+            self.outcome.set_exception(why)
+            self.outcome.exception()  # retrieved: nobody may be waiting for it
 
 
 async def run_step(
@@ -197,33 +331,30 @@ async def run_step(
             assert recorded.error is not None
             raise _serde.rebuild(recorded.error)
         attempt = recorded.attempts + 1  # RUNNING: that attempt was interrupted
-    if ex.fatal is not None:
-        raise ex.fatal
+    ex.check_running()
     policy = defn.retry
     while True:
         if not ex.link.lease_current():
             await ex.link.lease_held()
+        ex.check_running()
         ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
         token = SCOPE.set(None)  # inside a step body, steps are plain calls
         step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))
-        ex.link.body_started()
+        ex.body_started()
         try:
-            if defn.is_coroutine:
-                value = await defn.fn(*args, **kwargs)
-            else:
-                value = await asyncio.to_thread(defn.fn, *args, **kwargs)
+            value = await _body(defn, args, kwargs, step_id, attempt)
             failure: Exception | None = None
         except Exception as exc:
             failure = exc
         finally:
-            ex.link.body_finished()
+            ex.body_finished()
             STEP.reset(step_token)
             SCOPE.reset(token)
         if failure is None:
             break
         if policy is not None and policy.retries(failure, attempt):
             log.info("step %s (%s) attempt %d failed: %r; retrying", step_id, defn.name, attempt, failure)
-            await asyncio.sleep(policy.delay(attempt))
+            await ex.back_off(policy.delay(attempt))
             attempt += 1
             continue
         await ex.record(step_id, defn.name, attempt, None, _serde.error_info(failure))
@@ -236,6 +367,22 @@ async def run_step(
     await ex.record(step_id, defn.name, attempt, data, None)
     # The workflow sees the value as a replay will: decoded from what was recorded.
     return _serde.decode(data)
+
+
+async def _body(
+    defn: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str, attempt: int
+) -> Any:
+    """Runs one attempt of a step body, within its timeout (the attempt fails with
+    TimeoutError when it runs out; a body in a thread keeps running in the background)."""
+    call = defn.fn(*args, **kwargs) if defn.is_coroutine else asyncio.to_thread(defn.fn, *args, **kwargs)
+    if defn.timeout is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, defn.timeout)
+    except TimeoutError:
+        raise TimeoutError(
+            f"step {defn.name!r} ({step_id}) attempt {attempt} timed out after {defn.timeout:g} s"
+        ) from None
 
 
 STEP_CODES.add(run_step.__code__)

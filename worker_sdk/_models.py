@@ -17,6 +17,7 @@ class WorkflowStatus(enum.Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+    TIMED_OUT = "TIMED_OUT"
 
     @property
     def done(self) -> bool:
@@ -30,6 +31,23 @@ class StepStatus(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    WAITING = "WAITING"
+
+
+class StepKind(enum.Enum):
+    """What a recorded step is (stepline.v1.StepKind): a step body, or a durable operation."""
+
+    STEP = "step"
+    SLEEP = "sleep"
+    RECV = "recv"
+    GET_EVENT = "get_event"
+    SEND = "send"
+    SET_EVENT = "set_event"
+
+    @property
+    def step_name(self) -> str:
+        """The name a durable operation is recorded under ("stepline.sleep", ...)."""
+        return "stepline." + self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,8 @@ class WorkflowInfo:
     updated_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+    deadline: datetime | None = None
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +103,6 @@ class StepInfo:
     epoch: int
     started_at: datetime | None
     completed_at: datetime | None
+    kind: StepKind = StepKind.STEP
+    timed_out: bool = False
+    wake_at: datetime | None = None

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import grpc
 
 from protos.stepline.v1 import client_pb2 as cpb
 from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import common_pb2 as pb
 from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
 from worker_sdk import errors
 from worker_sdk._convert import (
@@ -23,7 +23,18 @@ from worker_sdk._convert import (
     workflow_info,
 )
 from worker_sdk._messages import Incoming, Limits, Outgoing
-from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import Payload, StepInfo, WorkflowInfo, WorkflowStatus
+
+
+class Start(NamedTuple):
+    """One workflow to start: its name, ID ("" for a generated one), input and time limits."""
+
+    name: str
+    workflow_id: str
+    input: bytes
+    timeout: float | None = None
+    deadline: datetime | None = None
+
 
 # --- channels and errors ------------------------------------------------------------------
 
@@ -111,28 +122,18 @@ class ClientCalls:
         self._stub = cpb_grpc.WorkflowServiceStub(ch)
         self._metadata = metadata(api_key)
 
-    async def start_workflow(self, name: str, workflow_id: str, data: bytes) -> tuple[WorkflowInfo, bool]:
-        request = cpb.StartWorkflowRequest(
-            workflow_name=name, workflow_id=workflow_id, input=pb.Payload(data=data, encoding="json")
-        )
-        try:
-            r = await self._stub.StartWorkflow(request, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc) from None
-        return workflow_info(r.workflow), r.created
-
     async def start_workflows(
-        self, starts: Sequence[tuple[str, str, bytes]]
+        self, starts: Sequence[Start]
     ) -> list[tuple[WorkflowInfo, bool] | errors.SteplineError]:
-        """Many starts in one call: (name, workflow_id, input) each; an outcome for each."""
-        request = cpb.StartWorkflowsRequest(
-            requests=[
-                cpb.StartWorkflowRequest(
-                    workflow_name=name, workflow_id=workflow_id, input=pb.Payload(data=data, encoding="json")
-                )
-                for name, workflow_id, data in starts
-            ]
-        )
+        """Many starts in one call; an outcome for each."""
+        request = cpb.StartWorkflowsRequest()
+        for s in starts:
+            one = request.requests.add(workflow_name=s.name, workflow_id=s.workflow_id)
+            one.input.data, one.input.encoding = s.input, "json"
+            if s.timeout is not None:
+                one.timeout.FromTimedelta(timedelta(seconds=s.timeout))
+            if s.deadline is not None:
+                one.deadline.FromDatetime(s.deadline)
         try:
             r = await self._stub.StartWorkflows(request, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
@@ -202,6 +203,27 @@ class ClientCalls:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
         return [workflow_info(w) for w in r.workflows], r.next_page_token
+
+    async def send(self, workflow_id: str, topic: str, message: bytes, idempotency_key: str) -> bool:
+        """Sends a message to a workflow; returns whether it was a duplicate."""
+        request = cpb.SendRequest(workflow_id=workflow_id, topic=topic, idempotency_key=idempotency_key)
+        request.message.data, request.message.encoding = message, "json"
+        try:
+            r = await self._stub.Send(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise errors.WorkflowFinishedError(exc.details() or "") from None
+            raise translate(exc) from None
+        return r.duplicate
+
+    async def get_event(self, workflow_id: str, key: str, timeout: float) -> Payload | None:
+        """The event's value once set (waiting up to ``timeout`` s), or None."""
+        request = cpb.GetEventRequest(workflow_id=workflow_id, key=key, timeout_ms=int(timeout * 1000))
+        try:
+            r = await self._stub.GetEvent(request, metadata=self._metadata, timeout=timeout + 10)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return Payload(r.value.data, r.value.encoding or "json") if r.found else None
 
     async def limits(self) -> Limits:
         """The coordinator's limits (GetServerInfo)."""

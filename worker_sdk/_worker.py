@@ -37,6 +37,12 @@ class Worker:
 
     ``async with Worker(...)`` connects, registers and serves assignments until the block
     ends; inside it, calling a workflow function runs it durably in this process.
+
+    ``capacity`` bounds the workflows running at once; one waiting on durable waits only
+    (sleep, recv, get_event) does not count. After ``suspend_after`` seconds of such
+    waiting it is suspended: given back to the coordinator, which keeps it in PostgreSQL
+    and hands it out again (to any worker) when a wait ends. None keeps waiting workflows
+    in memory for ever; 0 suspends them at once.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class Worker:
         api_key: str | None = None,
         connect_timeout: float = 30.0,
         shutdown_grace: float = 10.0,
+        suspend_after: float | None = 5.0,
     ) -> None:
         self._definitions: dict[str, WorkflowDefinition] = {}
         for w in workflows:
@@ -61,6 +68,8 @@ class Worker:
             raise ValueError("a Worker needs at least one workflow")
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if suspend_after is not None and suspend_after < 0:
+            raise ValueError("suspend_after must not be negative")
         self.address = address
         self.worker_id = (
             worker_id
@@ -71,7 +80,7 @@ class Worker:
         self._api_key = _transport.api_key_or_env(api_key)
         self._connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
-        self._dispatch = Dispatch(self, self._definitions, capacity)
+        self._dispatch = Dispatch(self, self._definitions, capacity, suspend_after)
         self._session: Session | None = None
         self._stopping = False
         self._channel: grpc.aio.Channel | None = None
@@ -220,7 +229,7 @@ def _unwrap(workflow_id: str, status: WorkflowStatus, output: Any, error: ErrorI
     """A direct call's outcome: the value, or the workflow's own error re-raised."""
     if status is WorkflowStatus.SUCCEEDED:
         return output
-    if status is WorkflowStatus.FAILED and error is not None:
+    if status in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT) and error is not None:
         raise _serde.rebuild(error)
     raise errors.WorkflowFailedError(
         workflow_id, error.type if error else status.value, error.message if error else status.value

@@ -7,6 +7,9 @@
     ├── SerializationError         a value cannot be encoded as (or decoded from) its payload
     │   └── PayloadTooLargeError   an encoded value is over the coordinator's size limit
     ├── WorkflowNotFoundError      no workflow has that ID                      (NOT_FOUND)
+    ├── WorkflowFinishedError      a message was sent to a workflow that has finished
+    ├── WorkflowTimedOutError      a workflow's timeout or deadline passed (it is TIMED_OUT)
+    ├── NotInWorkflowError         a workflow-only call (recv, set_event, ...) outside a workflow
     ├── WorkflowConflictError      the ID belongs to a workflow of another name (ALREADY_EXISTS)
     ├── InvalidArgumentError       the coordinator refused a malformed request  (INVALID_ARGUMENT)
     ├── AuthenticationError        missing or wrong API key                     (UNAUTHENTICATED)
@@ -82,6 +85,18 @@ class PayloadTooLargeError(SerializationError):
 
 class WorkflowNotFoundError(SteplineError):
     """No workflow has the given ID."""
+
+
+class WorkflowFinishedError(SteplineError):
+    """The workflow has already finished: a message sent to it would never be read."""
+
+
+class WorkflowTimedOutError(SteplineError):
+    """The workflow's timeout or deadline passed before it finished; it is TIMED_OUT."""
+
+
+class NotInWorkflowError(SteplineError):
+    """A call that only workflow code can make (recv, set_event, ...) was made elsewhere."""
 
 
 class WorkflowConflictError(SteplineError):

@@ -95,6 +95,7 @@ class InMemoryRecorder:
 
 class _Link:
     max_payload_bytes: int | None = 1 << 20
+    suspend_after: float | None = None
 
     def __init__(self, record: RecordedRun, crash_after_steps: int | None) -> None:
         self.record = record
@@ -153,4 +154,7 @@ class _Link:
         pass
 
     def progressed(self) -> None:
+        pass
+
+    def suspended(self, execution: Execution) -> None:
         pass

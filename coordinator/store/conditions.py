@@ -38,5 +38,5 @@ def running(alias: str = "") -> str:
 
 
 def ready(alias: str = "") -> str:
-    """Unfinished and owned by nobody: waiting for a worker (WorkflowRecord.ready)."""
-    return f"{_col(alias, 'owner_id')} IS NULL AND {unfinished(alias)}"
+    """Unfinished, owned by nobody and not suspended: waiting for a worker (WorkflowRecord.ready)."""
+    return f"{_col(alias, 'owner_id')} IS NULL AND NOT {_col(alias, 'suspended')} AND {unfinished(alias)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,7 +70,7 @@ class Database:
 
     def __init__(self, pool: Any, url: str) -> None:
         self._pool = pool
-        self._url = url
+        self.url = url
         self._writer: Any = None
         self.healthy = True
 
@@ -141,7 +141,7 @@ class Database:
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(
-                    self._url,
+                    self.url,
                     statement_cache_size=256,
                     # The write path's statements take arrays, whose length a custom plan
                     # would be made for: PostgreSQL then plans them afresh on every call
@@ -157,3 +157,34 @@ class Database:
                 self._writer = None
             raise error from exc
         self._answered()
+
+
+class Listening:
+    """A connection of its own that LISTENs on a channel; ``lost`` is set when it closes."""
+
+    def __init__(self, conn: Any, lost: asyncio.Event) -> None:
+        self._conn = conn
+        self.lost = lost
+
+    async def ping(self) -> None:
+        """Checks the connection (a silently dropped one is noticed here)."""
+        try:
+            await self._conn.execute("SELECT 1")
+        except Exception as exc:
+            self.lost.set()
+            raise translate(exc, self._conn) from exc
+
+    def close(self) -> None:
+        self._conn.terminate()
+
+
+async def listen(url: str, channel: str, received: Callable[[str], None]) -> Listening:
+    """Opens a connection that calls ``received`` with every notification's payload."""
+    try:
+        conn = await asyncpg.connect(url)
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(channel, lambda _conn, _pid, _channel, payload: received(payload))
+    except Exception as exc:
+        raise translate(exc) from exc
+    return Listening(conn, lost)

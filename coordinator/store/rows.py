@@ -9,6 +9,7 @@ from typing import Any
 from coordinator.models import (
     ErrorInfo,
     Payload,
+    StepKind,
     StepRecord,
     StepStatus,
     WorkflowRecord,
@@ -41,16 +42,36 @@ def _payload(data: bytes | None, encoding: str | None) -> Payload | None:
 
 
 # The columns every workflow query selects, in the order workflow() reads them.
-WORKFLOW_COLUMNS = (
-    "workflow_id, name, status, input, input_encoding, output, output_encoding, error, owner_id, "
-    "epoch, recovery_attempts, created_at, updated_at, started_at, completed_at, seq"
+_WORKFLOW = (
+    "workflow_id",
+    "name",
+    "status",
+    "input",
+    "input_encoding",
+    "output",
+    "output_encoding",
+    "error",
+    "owner_id",
+    "epoch",
+    "recovery_attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "seq",
+    "deadline_at",
+    "suspended",
 )
+WORKFLOW_COLUMNS = ", ".join(_WORKFLOW)
 # The same without the payloads, for listings that do not ask for them.
-WORKFLOW_COLUMNS_LEAN = (
-    "workflow_id, name, status, NULL::bytea AS input, input_encoding, NULL::bytea AS output, "
-    "output_encoding, error, owner_id, epoch, recovery_attempts, created_at, updated_at, started_at, "
-    "completed_at, seq"
+WORKFLOW_COLUMNS_LEAN = WORKFLOW_COLUMNS.replace("input,", "NULL::bytea AS input,").replace(
+    "output,", "NULL::bytea AS output,"
 )
+
+
+def workflow_columns(alias: str) -> str:
+    """WORKFLOW_COLUMNS of the table aliased ``alias``."""
+    return ", ".join(f"{alias}.{c}" for c in _WORKFLOW)
 
 
 def workflow(row: Any) -> WorkflowRecord:
@@ -69,13 +90,32 @@ def workflow(row: Any) -> WorkflowRecord:
         started_at=row[13],
         completed_at=row[14],
         seq=row[15],
+        deadline_at=row[16],
+        suspended=row[17],
     )
 
 
-STEP_COLUMNS = (
-    "step_id, name, status, output, output_encoding, error, attempts, worker_id, epoch, "
-    "started_at, completed_at"
+_STEP = (
+    "step_id",
+    "name",
+    "status",
+    "output",
+    "output_encoding",
+    "error",
+    "attempts",
+    "worker_id",
+    "epoch",
+    "started_at",
+    "completed_at",
+    "kind",
+    "timed_out",
+    "wake_at",
 )
+STEP_COLUMNS = ", ".join(_STEP)
+
+
+def step_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{c}" for c in _STEP)
 
 
 def step(row: Any) -> StepRecord:
@@ -90,4 +130,7 @@ def step(row: Any) -> StepRecord:
         epoch=row[8],
         started_at=row[9],
         completed_at=row[10],
+        kind=StepKind(row[11]),
+        timed_out=row[12],
+        wake_at=row[13],
     )

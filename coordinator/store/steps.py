@@ -122,9 +122,7 @@ class Found:
 
 
 _EXPLAIN = f"""
-SELECT k.workflow_id, k.step_id, w.status, w.epoch, w.owner_id, {
-    ", ".join("s." + c.strip() for c in rows.STEP_COLUMNS.split(","))
-}
+SELECT k.workflow_id, k.step_id, w.status, w.epoch, w.owner_id, {rows.step_columns("s")}
 FROM unnest($1::text[], $2::text[]) AS k(workflow_id, step_id)
 LEFT JOIN workflows w ON w.workflow_id = k.workflow_id
 LEFT JOIN steps s ON s.workflow_seq = w.seq AND s.step_id = k.step_id

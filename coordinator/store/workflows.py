@@ -26,6 +26,8 @@ class NewWorkflow:
     input: Payload
     owner_id: str | None
     at: datetime
+    # When it times out (TIMED_OUT), if ever; a timers row is recorded with it.
+    deadline_at: datetime | None = None
 
     # A new workflow is RUNNING under epoch 1 when it starts on its worker at once, else
     # ENQUEUED (epoch 0) until the dispatcher hands it out.
@@ -58,6 +60,7 @@ class NewWorkflow:
             started_at=self.started_at,
             completed_at=None,
             seq=seq,
+            deadline_at=self.deadline_at,
         )
 
 
@@ -76,24 +79,35 @@ class Outcome:
 
 _INSERT = """
 INSERT INTO workflows (workflow_id, name, status, input, input_encoding, owner_id, epoch,
-                       created_at, updated_at, started_at)
+                       created_at, updated_at, started_at, deadline_at)
 SELECT b.workflow_id, b.name, b.status, b.input, b.input_encoding, b.owner_id, b.epoch, b.at, b.at,
-       b.started_at
+       b.started_at, b.deadline_at
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
-            $8::timestamptz[], $9::timestamptz[])
-     AS b(workflow_id, name, status, input, input_encoding, owner_id, epoch, at, started_at)
+            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+     AS b(workflow_id, name, status, input, input_encoding, owner_id, epoch, at, started_at,
+          deadline_at)
 -- DO NOTHING waits for a concurrent insert of the same ID to commit or roll back, so two
 -- starts of one ID record one workflow; the loser reads the winner's row afterwards.
 ON CONFLICT (workflow_id) DO NOTHING
 -- The rest of the row is the caller's own: only the generated key comes back.
-RETURNING workflow_id, seq
+RETURNING workflow_id, seq, deadline_at
+"""
+# The same, and the deadlines' timers in the same statement (only when a start has one).
+_INSERT_WITH_DEADLINES = f"""
+WITH inserted AS ({_INSERT}),
+timed AS (
+    INSERT INTO timers (workflow_seq, step_id, due_at)
+    SELECT seq, '', deadline_at FROM inserted WHERE deadline_at IS NOT NULL
+)
+SELECT workflow_id, seq FROM inserted
 """
 
 
 async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowRecord]:
     """Records the workflows whose IDs are free; returns those it recorded."""
+    timed = any(n.deadline_at is not None for n in new)
     result = await conn.fetch(
-        _INSERT,
+        _INSERT_WITH_DEADLINES if timed else _INSERT,
         [n.workflow_id for n in new],
         [n.name for n in new],
         [n.status.value for n in new],
@@ -103,6 +117,7 @@ async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowR
         [n.epoch for n in new],
         [n.at for n in new],
         [n.started_at for n in new],
+        [n.deadline_at for n in new],
     )
     by_id = {n.workflow_id: n for n in new}
     return [by_id[r[0]].record(r[1]) for r in result]
@@ -147,7 +162,7 @@ SET status = c.status, output = c.output, output_encoding = c.output_encoding, e
 -- table and does not pick a nested loop that rescans the batch per row of it.
 FROM current c
 WHERE w.workflow_id = c.workflow_id
-RETURNING {", ".join("w." + c.strip() for c in rows.WORKFLOW_COLUMNS.split(","))}
+RETURNING {rows.workflow_columns("w")}
 """
 
 
@@ -191,7 +206,7 @@ SET owner_id = CASE WHEN {_POISON} THEN NULL ELSE $2 END,
     started_at = COALESCE(w.started_at, now()),
     updated_at = now()
 """
-_CLAIM_RETURNING = "RETURNING " + ", ".join("w." + c.strip() for c in rows.WORKFLOW_COLUMNS.split(","))
+_CLAIM_RETURNING = "RETURNING " + rows.workflow_columns("w")
 
 _CLAIM_READY = f"""
 WITH picked AS (

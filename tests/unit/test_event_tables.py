@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from coordinator import convert
+from coordinator import frames
 from coordinator import models as coordinator_models
 from coordinator.config import Settings
 from coordinator.engine import Engine
@@ -20,14 +20,14 @@ def oneof_fields(message: Any) -> set[str]:
 
 
 def test_the_coordinator_converts_and_handles_every_worker_event() -> None:
-    assert set(convert._FROM_WORKER) == oneof_fields(wpb.WorkerEvent)
+    assert set(frames._FROM_WORKER) == oneof_fields(wpb.WorkerEvent)
     engine = Engine(None, Settings())  # type: ignore[arg-type]  # constructing touches no database
     assert set(engine._handlers) == set(typing.get_args(coordinator_models.WorkerEvent))
 
 
 def test_the_coordinator_can_send_every_coordinator_event() -> None:
-    assert set(convert._TO_WORKER) == set(typing.get_args(coordinator_models.CoordinatorEvent))
-    assert len(convert._TO_WORKER) == len(oneof_fields(wpb.CoordinatorEvent))
+    assert set(frames._TO_WORKER) == set(typing.get_args(coordinator_models.CoordinatorEvent))
+    assert len(frames._TO_WORKER) == len(oneof_fields(wpb.CoordinatorEvent))
 
 
 def test_the_sdk_converts_and_handles_every_coordinator_event() -> None:

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from protos.stepline.v1 import common_pb2 as protos_dot_stepline_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/client.proto\x12\x0bstepline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fprotos/stepline/v1/common.proto\"g\n\x14StartWorkflowRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12#\n\x05input\x18\x03 \x01(\x0b\x32\x14.stepline.v1.Payload\"U\n\x15StartWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"B\n\x13GetWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\"?\n\x14\x41waitWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"R\n\x15\x41waitWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x98\x02\n\x14ListWorkflowsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12-\n\x08statuses\x18\x02 \x03(\x0e\x32\x1b.stepline.v1.WorkflowStatus\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x12\n\ndescending\x18\x07 \x01(\x08\x12\x18\n\x10include_payloads\x18\x08 \x01(\x08\"^\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x10ListStepsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"9\n\x11ListStepsResponse\x12$\n\x05steps\x18\x01 \x03(\x0b\x32\x15.stepline.v1.StepInfo\"L\n\x15StartWorkflowsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.stepline.v1.StartWorkflowRequest\"M\n\x16StartWorkflowsResponse\x12\x33\n\x08outcomes\x18\x01 \x03(\x0b\x32!.stepline.v1.StartWorkflowOutcome\"\x83\x01\n\x14StartWorkflowOutcome\x12\x35\n\x07started\x18\x01 \x01(\x0b\x32\".stepline.v1.StartWorkflowResponseH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.stepline.v1.ErrorStatusH\x00\x42\t\n\x07outcome\"A\n\x15\x41waitWorkflowsRequest\x12\x14\n\x0cworkflow_ids\x18\x01 \x03(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"T\n\x16\x41waitWorkflowsResponse\x12\'\n\x04\x64one\x18\x01 \x03(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x11\n\tnot_found\x18\x02 \x03(\t\"\x16\n\x14GetServerInfoRequest\"o\n\x15GetServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x19\n\x11protocol_versions\x18\x02 \x03(\r\x12#\n\x06limits\x18\x03 \x01(\x0b\x32\x13.stepline.v1.Limits2\xc5\x05\n\x0fWorkflowService\x12V\n\rStartWorkflow\x12!.stepline.v1.StartWorkflowRequest\x1a\".stepline.v1.StartWorkflowResponse\x12P\n\x0bGetWorkflow\x12\x1f.stepline.v1.GetWorkflowRequest\x1a .stepline.v1.GetWorkflowResponse\x12V\n\rAwaitWorkflow\x12!.stepline.v1.AwaitWorkflowRequest\x1a\".stepline.v1.AwaitWorkflowResponse\x12V\n\rListWorkflows\x12!.stepline.v1.ListWorkflowsRequest\x1a\".stepline.v1.ListWorkflowsResponse\x12J\n\tListSteps\x12\x1d.stepline.v1.ListStepsRequest\x1a\x1e.stepline.v1.ListStepsResponse\x12Y\n\x0eStartWorkflows\x12\".stepline.v1.StartWorkflowsRequest\x1a#.stepline.v1.StartWorkflowsResponse\x12Y\n\x0e\x41waitWorkflows\x12\".stepline.v1.AwaitWorkflowsRequest\x1a#.stepline.v1.AwaitWorkflowsResponse\x12V\n\rGetServerInfo\x12!.stepline.v1.GetServerInfoRequest\x1a\".stepline.v1.GetServerInfoResponseB<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/client.proto\x12\x0bstepline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fprotos/stepline/v1/common.proto\"\xc1\x01\n\x14StartWorkflowRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12#\n\x05input\x18\x03 \x01(\x0b\x32\x14.stepline.v1.Payload\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x15StartWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"B\n\x13GetWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\"?\n\x14\x41waitWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"R\n\x15\x41waitWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x98\x02\n\x14ListWorkflowsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12-\n\x08statuses\x18\x02 \x03(\x0e\x32\x1b.stepline.v1.WorkflowStatus\x12\x31\n\rcreated_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x12\n\ndescending\x18\x07 \x01(\x08\x12\x18\n\x10include_payloads\x18\x08 \x01(\x08\"^\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x10ListStepsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"9\n\x11ListStepsResponse\x12$\n\x05steps\x18\x01 \x03(\x0b\x32\x15.stepline.v1.StepInfo\"L\n\x15StartWorkflowsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.stepline.v1.StartWorkflowRequest\"M\n\x16StartWorkflowsResponse\x12\x33\n\x08outcomes\x18\x01 \x03(\x0b\x32!.stepline.v1.StartWorkflowOutcome\"\x83\x01\n\x14StartWorkflowOutcome\x12\x35\n\x07started\x18\x01 \x01(\x0b\x32\".stepline.v1.StartWorkflowResponseH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.stepline.v1.ErrorStatusH\x00\x42\t\n\x07outcome\"A\n\x15\x41waitWorkflowsRequest\x12\x14\n\x0cworkflow_ids\x18\x01 \x03(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"T\n\x16\x41waitWorkflowsResponse\x12\'\n\x04\x64one\x18\x01 \x03(\x0b\x32\x19.stepline.v1.WorkflowInfo\x12\x11\n\tnot_found\x18\x02 \x03(\t\"\x16\n\x14GetServerInfoRequest\"o\n\x15GetServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x19\n\x11protocol_versions\x18\x02 \x03(\r\x12#\n\x06limits\x18\x03 \x01(\x0b\x32\x13.stepline.v1.Limits\"q\n\x0bSendRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12%\n\x07message\x18\x03 \x01(\x0b\x32\x14.stepline.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"!\n\x0cSendResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"G\n\x0fGetEventRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"F\n\x10GetEventResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.stepline.v1.Payload2\xcb\x06\n\x0fWorkflowService\x12V\n\rStartWorkflow\x12!.stepline.v1.StartWorkflowRequest\x1a\".stepline.v1.StartWorkflowResponse\x12P\n\x0bGetWorkflow\x12\x1f.stepline.v1.GetWorkflowRequest\x1a .stepline.v1.GetWorkflowResponse\x12V\n\rAwaitWorkflow\x12!.stepline.v1.AwaitWorkflowRequest\x1a\".stepline.v1.AwaitWorkflowResponse\x12V\n\rListWorkflows\x12!.stepline.v1.ListWorkflowsRequest\x1a\".stepline.v1.ListWorkflowsResponse\x12J\n\tListSteps\x12\x1d.stepline.v1.ListStepsRequest\x1a\x1e.stepline.v1.ListStepsResponse\x12Y\n\x0eStartWorkflows\x12\".stepline.v1.StartWorkflowsRequest\x1a#.stepline.v1.StartWorkflowsResponse\x12Y\n\x0e\x41waitWorkflows\x12\".stepline.v1.AwaitWorkflowsRequest\x1a#.stepline.v1.AwaitWorkflowsResponse\x12V\n\rGetServerInfo\x12!.stepline.v1.GetServerInfoRequest\x1a\".stepline.v1.GetServerInfoResponse\x12;\n\x04Send\x12\x18.stepline.v1.SendRequest\x1a\x19.stepline.v1.SendResponse\x12G\n\x08GetEvent\x12\x1c.stepline.v1.GetEventRequest\x1a\x1d.stepline.v1.GetEventResponseB<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,40 +35,48 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.stepline.v1.client_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1'
-  _globals['_STARTWORKFLOWREQUEST']._serialized_start=114
-  _globals['_STARTWORKFLOWREQUEST']._serialized_end=217
-  _globals['_STARTWORKFLOWRESPONSE']._serialized_start=219
-  _globals['_STARTWORKFLOWRESPONSE']._serialized_end=304
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=306
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=347
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=349
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=415
-  _globals['_AWAITWORKFLOWREQUEST']._serialized_start=417
-  _globals['_AWAITWORKFLOWREQUEST']._serialized_end=480
-  _globals['_AWAITWORKFLOWRESPONSE']._serialized_start=482
-  _globals['_AWAITWORKFLOWRESPONSE']._serialized_end=564
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=567
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=847
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=849
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=943
-  _globals['_LISTSTEPSREQUEST']._serialized_start=945
-  _globals['_LISTSTEPSREQUEST']._serialized_end=984
-  _globals['_LISTSTEPSRESPONSE']._serialized_start=986
-  _globals['_LISTSTEPSRESPONSE']._serialized_end=1043
-  _globals['_STARTWORKFLOWSREQUEST']._serialized_start=1045
-  _globals['_STARTWORKFLOWSREQUEST']._serialized_end=1121
-  _globals['_STARTWORKFLOWSRESPONSE']._serialized_start=1123
-  _globals['_STARTWORKFLOWSRESPONSE']._serialized_end=1200
-  _globals['_STARTWORKFLOWOUTCOME']._serialized_start=1203
-  _globals['_STARTWORKFLOWOUTCOME']._serialized_end=1334
-  _globals['_AWAITWORKFLOWSREQUEST']._serialized_start=1336
-  _globals['_AWAITWORKFLOWSREQUEST']._serialized_end=1401
-  _globals['_AWAITWORKFLOWSRESPONSE']._serialized_start=1403
-  _globals['_AWAITWORKFLOWSRESPONSE']._serialized_end=1487
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=1489
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=1511
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=1513
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=1624
-  _globals['_WORKFLOWSERVICE']._serialized_start=1627
-  _globals['_WORKFLOWSERVICE']._serialized_end=2336
+  _globals['_STARTWORKFLOWREQUEST']._serialized_start=147
+  _globals['_STARTWORKFLOWREQUEST']._serialized_end=340
+  _globals['_STARTWORKFLOWRESPONSE']._serialized_start=342
+  _globals['_STARTWORKFLOWRESPONSE']._serialized_end=427
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=429
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=470
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=472
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=538
+  _globals['_AWAITWORKFLOWREQUEST']._serialized_start=540
+  _globals['_AWAITWORKFLOWREQUEST']._serialized_end=603
+  _globals['_AWAITWORKFLOWRESPONSE']._serialized_start=605
+  _globals['_AWAITWORKFLOWRESPONSE']._serialized_end=687
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=690
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=970
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=972
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1066
+  _globals['_LISTSTEPSREQUEST']._serialized_start=1068
+  _globals['_LISTSTEPSREQUEST']._serialized_end=1107
+  _globals['_LISTSTEPSRESPONSE']._serialized_start=1109
+  _globals['_LISTSTEPSRESPONSE']._serialized_end=1166
+  _globals['_STARTWORKFLOWSREQUEST']._serialized_start=1168
+  _globals['_STARTWORKFLOWSREQUEST']._serialized_end=1244
+  _globals['_STARTWORKFLOWSRESPONSE']._serialized_start=1246
+  _globals['_STARTWORKFLOWSRESPONSE']._serialized_end=1323
+  _globals['_STARTWORKFLOWOUTCOME']._serialized_start=1326
+  _globals['_STARTWORKFLOWOUTCOME']._serialized_end=1457
+  _globals['_AWAITWORKFLOWSREQUEST']._serialized_start=1459
+  _globals['_AWAITWORKFLOWSREQUEST']._serialized_end=1524
+  _globals['_AWAITWORKFLOWSRESPONSE']._serialized_start=1526
+  _globals['_AWAITWORKFLOWSRESPONSE']._serialized_end=1610
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=1612
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=1634
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=1636
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=1747
+  _globals['_SENDREQUEST']._serialized_start=1749
+  _globals['_SENDREQUEST']._serialized_end=1862
+  _globals['_SENDRESPONSE']._serialized_start=1864
+  _globals['_SENDRESPONSE']._serialized_end=1897
+  _globals['_GETEVENTREQUEST']._serialized_start=1899
+  _globals['_GETEVENTREQUEST']._serialized_end=1970
+  _globals['_GETEVENTRESPONSE']._serialized_start=1972
+  _globals['_GETEVENTRESPONSE']._serialized_end=2042
+  _globals['_WORKFLOWSERVICE']._serialized_start=2045
+  _globals['_WORKFLOWSERVICE']._serialized_end=2888
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ UNAUTHENTICATED when the coordinator requires an API key and the call lacks it
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -38,6 +39,8 @@ class StartWorkflowRequest(_message.Message):
     WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     workflow_name: _builtins.str
     """The registered name of the workflow to run. It need not be served by a connected
     worker yet; the workflow waits ENQUEUED until one is.
@@ -50,16 +53,28 @@ class StartWorkflowRequest(_message.Message):
     def input(self) -> _common_pb2.Payload:
         """The input. The Python SDK encodes {"args": [...], "kwargs": {...}} as JSON."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """The workflow times out this long after it is recorded: the coordinator then ends it
+        TIMED_OUT, whether or not a worker runs it. Unset: no timeout.
+        """
+
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """The workflow times out at this time. With both set, the earlier one applies."""
+
     def __init__(
         self,
         *,
         workflow_name: _builtins.str = ...,
         workflow_id: _builtins.str = ...,
         input: _common_pb2.Payload | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,7 +193,7 @@ class AwaitWorkflowResponse(_message.Message):
     DONE_FIELD_NUMBER: _builtins.int
     done: _builtins.bool
     """True when the workflow is in a final status (SUCCEEDED, FAILED, CANCELLED,
-    MAX_RECOVERY_ATTEMPTS_EXCEEDED).
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT).
     """
     @_builtins.property
     def workflow(self) -> _common_pb2.WorkflowInfo:
@@ -522,3 +537,123 @@ class GetServerInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class SendRequest(_message.Message):
+    """Asks to send a message to a workflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow to send to."""
+    topic: _builtins.str
+    """The topic; empty is the default topic."""
+    idempotency_key: _builtins.str
+    """When set, a second message with the same key to the same workflow is dropped (and
+    answered as a duplicate): safe retries.
+    """
+    @_builtins.property
+    def message(self) -> _common_pb2.Payload:
+        """The message (at most Limits.max_payload_bytes)."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        message: _common_pb2.Payload | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "message", b"message", "topic", b"topic", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendRequest: _TypeAlias = SendRequest  # noqa: Y015
+
+@_typing.final
+class SendResponse(_message.Message):
+    """The answer to Send."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    """True when a message with the same idempotency key was already there: nothing changed."""
+    def __init__(
+        self,
+        *,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendResponse: _TypeAlias = SendResponse  # noqa: Y015
+
+@_typing.final
+class GetEventRequest(_message.Message):
+    """Asks for the value of one of a workflow's events, waiting for it to be set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow whose event to read."""
+    key: _builtins.str
+    """The event's key."""
+    timeout_ms: _builtins.int
+    """How long to wait for the event, in milliseconds; 0 answers at once. At most 60 s,
+    and the wait ends shortly before the call's gRPC deadline.
+    """
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "timeout_ms", b"timeout_ms", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventRequest: _TypeAlias = GetEventRequest  # noqa: Y015
+
+@_typing.final
+class GetEventResponse(_message.Message):
+    """The answer to GetEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """Whether the event is set."""
+    @_builtins.property
+    def value(self) -> _common_pb2.Payload:
+        """Its latest value, when found."""
+
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+        value: _common_pb2.Payload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015

@@ -75,6 +75,16 @@ class WorkflowServiceStub:
                 request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.Send = channel.unary_unary(
+                '/stepline.v1.WorkflowService/Send',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
+                _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/stepline.v1.WorkflowService/GetEvent',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -143,6 +153,22 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Send(self, request, context):
+        """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
+        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvent(self, request, context):
+        """Waits until a workflow has set an event, or the wait ends, and returns its value.
+        NOT_FOUND for an unknown workflow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +211,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.FromString,
                     response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'Send': grpc.unary_unary_rpc_method_handler(
+                    servicer.Send,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +440,60 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/GetServerInfo',
             protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
             protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Send(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/Send',
+            protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/GetEvent',
+            protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

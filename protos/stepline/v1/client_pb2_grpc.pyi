@@ -66,6 +66,14 @@ class WorkflowServiceStub:
     """Says what the coordinator is and which limits it enforces. SDKs ask once, before
     their first call that a limit applies to.
     """
+    Send: _grpc.UnaryUnaryMultiCallable[_client_pb2.SendRequest, _client_pb2.SendResponse]
+    """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
+    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+    """
+    GetEvent: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetEventRequest, _client_pb2.GetEventResponse]
+    """Waits until a workflow has set an event, or the wait ends, and returns its value.
+    NOT_FOUND for an unknown workflow.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -97,6 +105,14 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_client_pb2.GetServerInfoRequest, _client_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """Says what the coordinator is and which limits it enforces. SDKs ask once, before
     their first call that a limit applies to.
+    """
+    Send: _aio.UnaryUnaryMultiCallable[_client_pb2.SendRequest, _client_pb2.SendResponse]  # type: ignore[assignment]
+    """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
+    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+    """
+    GetEvent: _aio.UnaryUnaryMultiCallable[_client_pb2.GetEventRequest, _client_pb2.GetEventResponse]  # type: ignore[assignment]
+    """Waits until a workflow has set an event, or the wait ends, and returns its value.
+    NOT_FOUND for an unknown workflow.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -174,6 +190,26 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_client_pb2.GetServerInfoResponse, _abc.Awaitable[_client_pb2.GetServerInfoResponse]]:
         """Says what the coordinator is and which limits it enforces. SDKs ask once, before
         their first call that a limit applies to.
+        """
+
+    @_abc_1.abstractmethod
+    def Send(
+        self,
+        request: _client_pb2.SendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.SendResponse, _abc.Awaitable[_client_pb2.SendResponse]]:
+        """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
+        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+        """
+
+    @_abc_1.abstractmethod
+    def GetEvent(
+        self,
+        request: _client_pb2.GetEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.GetEventResponse, _abc.Awaitable[_client_pb2.GetEventResponse]]:
+        """Waits until a workflow has set an event, or the wait ends, and returns its value.
+        NOT_FOUND for an unknown workflow.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -73,6 +73,10 @@ class _WorkflowStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Workfl
     """Cancelled before it finished."""
     WORKFLOW_STATUS_MAX_RECOVERY_ATTEMPTS_EXCEEDED: _WorkflowStatus.ValueType  # 6
     """Its executions kept dying; after max_recovery_attempts it is no longer reassigned."""
+    WORKFLOW_STATUS_TIMED_OUT: _WorkflowStatus.ValueType  # 7
+    """Its timeout or deadline (StartWorkflowRequest.timeout / deadline) passed before it
+    finished. The coordinator decides this itself, with or without a worker alive.
+    """
 
 class WorkflowStatus(_WorkflowStatus, metaclass=_WorkflowStatusEnumTypeWrapper):
     """Where a workflow is in its life."""
@@ -93,6 +97,10 @@ WORKFLOW_STATUS_CANCELLED: WorkflowStatus.ValueType  # 5
 """Cancelled before it finished."""
 WORKFLOW_STATUS_MAX_RECOVERY_ATTEMPTS_EXCEEDED: WorkflowStatus.ValueType  # 6
 """Its executions kept dying; after max_recovery_attempts it is no longer reassigned."""
+WORKFLOW_STATUS_TIMED_OUT: WorkflowStatus.ValueType  # 7
+"""Its timeout or deadline (StartWorkflowRequest.timeout / deadline) passed before it
+finished. The coordinator decides this itself, with or without a worker alive.
+"""
 Global___WorkflowStatus: _TypeAlias = WorkflowStatus  # noqa: Y015
 
 class _StepStatus:
@@ -109,6 +117,10 @@ class _StepStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepStatus
     """Finished; `output` holds the result. Never runs again."""
     STEP_STATUS_FAILED: _StepStatus.ValueType  # 3
     """Finished with an error after its last attempt. Never runs again; replays re-raise it."""
+    STEP_STATUS_WAITING: _StepStatus.ValueType  # 4
+    """A durable wait (sleep, recv, get_event) that has not ended. Its condition is kept by
+    the coordinator; a replay that reaches it sends the same Wait again.
+    """
 
 class StepStatus(_StepStatus, metaclass=_StepStatusEnumTypeWrapper):
     """Where a step is in its life."""
@@ -121,7 +133,54 @@ STEP_STATUS_SUCCEEDED: StepStatus.ValueType  # 2
 """Finished; `output` holds the result. Never runs again."""
 STEP_STATUS_FAILED: StepStatus.ValueType  # 3
 """Finished with an error after its last attempt. Never runs again; replays re-raise it."""
+STEP_STATUS_WAITING: StepStatus.ValueType  # 4
+"""A durable wait (sleep, recv, get_event) that has not ended. Its condition is kept by
+the coordinator; a replay that reaches it sends the same Wait again.
+"""
 Global___StepStatus: _TypeAlias = StepStatus  # noqa: Y015
+
+class _StepKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StepKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STEP_KIND_UNSPECIFIED: _StepKind.ValueType  # 0
+    """Never sent; the zero value of the enum."""
+    STEP_KIND_STEP: _StepKind.ValueType  # 1
+    """A step body run by a worker."""
+    STEP_KIND_SLEEP: _StepKind.ValueType  # 2
+    """A durable sleep: ends at a time recorded when it first ran."""
+    STEP_KIND_RECV: _StepKind.ValueType  # 3
+    """Takes the oldest unread message of one topic from the workflow's mailbox, or times out."""
+    STEP_KIND_GET_EVENT: _StepKind.ValueType  # 4
+    """Waits for an event (a key set by some workflow with SetEvent), or times out."""
+    STEP_KIND_SEND: _StepKind.ValueType  # 5
+    """Appends a message to a workflow's mailbox."""
+    STEP_KIND_SET_EVENT: _StepKind.ValueType  # 6
+    """Sets one of the workflow's events (the latest value wins)."""
+
+class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
+    """What a recorded step is. Steps of kind STEP run user code on a worker; the others are
+    carried out by the coordinator itself (a worker asks with Wait, Send or SetEvent) and
+    are recorded under the step name "stepline.<kind>", such as "stepline.sleep".
+    """
+
+STEP_KIND_UNSPECIFIED: StepKind.ValueType  # 0
+"""Never sent; the zero value of the enum."""
+STEP_KIND_STEP: StepKind.ValueType  # 1
+"""A step body run by a worker."""
+STEP_KIND_SLEEP: StepKind.ValueType  # 2
+"""A durable sleep: ends at a time recorded when it first ran."""
+STEP_KIND_RECV: StepKind.ValueType  # 3
+"""Takes the oldest unread message of one topic from the workflow's mailbox, or times out."""
+STEP_KIND_GET_EVENT: StepKind.ValueType  # 4
+"""Waits for an event (a key set by some workflow with SetEvent), or times out."""
+STEP_KIND_SEND: StepKind.ValueType  # 5
+"""Appends a message to a workflow's mailbox."""
+STEP_KIND_SET_EVENT: StepKind.ValueType  # 6
+"""Sets one of the workflow's events (the latest value wins)."""
+Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
 @_typing.final
 class Limits(_message.Message):
@@ -291,6 +350,8 @@ class WorkflowInfo(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    SUSPENDED_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow's ID, unique in the coordinator's database."""
     workflow_name: _builtins.str
@@ -303,6 +364,10 @@ class WorkflowInfo(_message.Message):
     """The current epoch; 0 before the first assignment."""
     recovery_attempts: _builtins.int
     """How many times the workflow was recovered after losing its worker."""
+    suspended: _builtins.bool
+    """True while it waits in PostgreSQL only: no worker holds it, and it is handed out again
+    when one of its waits ends.
+    """
     @_builtins.property
     def input(self) -> Global___Payload:
         """The input (positional and keyword arguments). Empty in listings unless asked for."""
@@ -313,7 +378,7 @@ class WorkflowInfo(_message.Message):
 
     @_builtins.property
     def error(self) -> Global___ErrorInfo:
-        """The failure, when status is FAILED or MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
+        """The failure, when status is FAILED, MAX_RECOVERY_ATTEMPTS_EXCEEDED or TIMED_OUT."""
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -331,6 +396,10 @@ class WorkflowInfo(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp:
         """When it reached a final status; unset before that."""
 
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """When it times out (from its start's timeout or deadline); unset when it never does."""
+
     def __init__(
         self,
         *,
@@ -347,10 +416,12 @@ class WorkflowInfo(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        suspended: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "input", b"input", "output", b"output", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error", b"error", "input", b"input", "output", b"output", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "suspended", b"suspended", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -372,6 +443,9 @@ class StepInfo(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TIMED_OUT_FIELD_NUMBER: _builtins.int
+    WAKE_AT_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The step's ID within its workflow, assigned deterministically by the SDK. The Python
     SDK uses "/"-separated paths: "3" is the third step called by the workflow's own
@@ -387,6 +461,12 @@ class StepInfo(_message.Message):
     """The worker that ran (or runs) the latest attempt."""
     epoch: _builtins.int
     """The epoch of the execution that wrote this record."""
+    kind: Global___StepKind.ValueType
+    """What the step is (a step body, or one of the durable operations)."""
+    timed_out: _builtins.bool
+    """For RECV and GET_EVENT: the wait ended with no message or event (the outcome is
+    SUCCEEDED with no output).
+    """
     @_builtins.property
     def output(self) -> Global___Payload:
         """The step's result, when SUCCEEDED."""
@@ -401,7 +481,11 @@ class StepInfo(_message.Message):
 
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp:
-        """When the outcome was recorded; unset while RUNNING."""
+        """When the outcome was recorded; unset while RUNNING or WAITING."""
+
+    @_builtins.property
+    def wake_at(self) -> _timestamp_pb2.Timestamp:
+        """For waits: when a SLEEP ends, or when a RECV or GET_EVENT times out; unset when never."""
 
     def __init__(
         self,
@@ -416,10 +500,13 @@ class StepInfo(_message.Message):
         epoch: _builtins.int = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___StepKind.ValueType = ...,
+        timed_out: _builtins.bool = ...,
+        wake_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "error", b"error", "output", b"output", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "error", b"error", "output", b"output", "started_at", b"started_at", "wake_at", b"wake_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "completed_at", b"completed_at", "epoch", b"epoch", "error", b"error", "output", b"output", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "completed_at", b"completed_at", "epoch", b"epoch", "error", b"error", "kind", b"kind", "output", b"output", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name", "timed_out", b"timed_out", "wake_at", b"wake_at", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from protos.stepline.v1 import common_pb2 as protos_dot_stepline_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/worker.proto\x12\x0bstepline.v1\x1a\x1fprotos/stepline/v1/common.proto\"7\n\x0bWorkerFrame\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.stepline.v1.WorkerEvent\"\x90\x03\n\x0bWorkerEvent\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.stepline.v1.RegisterH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.stepline.v1.HeartbeatH\x00\x12\x34\n\x0estart_workflow\x18\x03 \x01(\x0b\x32\x1a.stepline.v1.StartWorkflowH\x00\x12,\n\nstep_start\x18\x04 \x01(\x0b\x32\x16.stepline.v1.StepStartH\x00\x12.\n\x0bstep_result\x18\x05 \x01(\x0b\x32\x17.stepline.v1.StepResultH\x00\x12\x36\n\x0fworkflow_result\x18\x06 \x01(\x0b\x32\x1b.stepline.v1.WorkflowResultH\x00\x12\x30\n\x07release\x18\x07 \x01(\x0b\x32\x1d.stepline.v1.ReleaseExecutionH\x00\x12#\n\x05\x64rain\x18\x08 \x01(\x0b\x32\x12.stepline.v1.DrainH\x00\x42\x06\n\x04kind\"A\n\x10\x43oordinatorFrame\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.stepline.v1.CoordinatorEvent\"\x96\x03\n\x10\x43oordinatorEvent\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.stepline.v1.RegisteredH\x00\x12\x32\n\rheartbeat_ack\x18\x02 \x01(\x0b\x32\x19.stepline.v1.HeartbeatAckH\x00\x12-\n\nassignment\x18\x03 \x01(\x0b\x32\x17.stepline.v1.AssignmentH\x00\x12\x38\n\x0cstart_result\x18\x04 \x01(\x0b\x32 .stepline.v1.StartWorkflowResultH\x00\x12(\n\x08step_ack\x18\x05 \x01(\x0b\x32\x14.stepline.v1.StepAckH\x00\x12\x30\n\x0cworkflow_ack\x18\x06 \x01(\x0b\x32\x18.stepline.v1.WorkflowAckH\x00\x12\'\n\x07\x61\x62\x61ndon\x18\x07 \x01(\x0b\x32\x14.stepline.v1.AbandonH\x00\x12)\n\x08rejected\x18\x08 \x01(\x0b\x32\x15.stepline.v1.RejectedH\x00\x42\x06\n\x04kind\"2\n\x0c\x45xecutionRef\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"\xb1\x01\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0eworkflow_names\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\r\x12\'\n\x04held\x18\x07 \x03(\x0b\x32\x19.stepline.v1.ExecutionRef\"\xd8\x01\n\nRegistered\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12-\n\nreattached\x18\x06 \x03(\x0b\x32\x19.stepline.v1.ExecutionRef\x12#\n\x06limits\x18\x07 \x01(\x0b\x32\x13.stepline.v1.LimitsJ\x04\x08\x04\x10\x05R\x11max_payload_bytes\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\" \n\x0cHeartbeatAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"t\n\rStartWorkflow\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\"\x9f\x01\n\x13StartWorkflowResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x08workflow\x18\x02 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfoH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.stepline.v1.ErrorStatusH\x00\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\xb0\x01\n\nAssignment\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12(\n\x05steps\x18\x05 \x03(\x0b\x32\x19.stepline.v1.RecordedStep\x12\x18\n\x10recovery_attempt\x18\x06 \x01(\x05\"\xc9\x01\n\x0cRecordedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.stepline.v1.StepStatus\x12&\n\x06output\x18\x04 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x42\t\n\x07outcome\"d\n\tStepStart\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\"\xc1\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12&\n\x06output\x18\x06 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x42\t\n\x07outcome\">\n\x07StepAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\"\x90\x01\n\x0eWorkflowResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x42\t\n\x07outcome\"^\n\x0bWorkflowAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.stepline.v1.WorkflowStatus\"\x07\n\x05\x44rain\"6\n\x10ReleaseExecution\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"j\n\x07\x41\x62\x61ndon\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12*\n\x06reason\x18\x03 \x01(\x0e\x32\x1a.stepline.v1.AbandonReason\x12\x0f\n\x07message\x18\x04 \x01(\t\"i\n\x08Rejected\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0b\x32\x18.stepline.v1.ErrorStatus*\x8a\x01\n\rAbandonReason\x12\x1e\n\x1a\x41\x42\x41NDON_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x42\x41NDON_REASON_STALE_EPOCH\x10\x01\x12\x1b\n\x17\x41\x42\x41NDON_REASON_FINISHED\x10\x02\x12\x1c\n\x18\x41\x42\x41NDON_REASON_CANCELLED\x10\x03\x32W\n\rWorkerService\x12\x46\n\x07\x43onnect\x12\x18.stepline.v1.WorkerFrame\x1a\x1d.stepline.v1.CoordinatorFrame(\x01\x30\x01\x42<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/stepline/v1/worker.proto\x12\x0bstepline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fprotos/stepline/v1/common.proto\"7\n\x0bWorkerFrame\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.stepline.v1.WorkerEvent\"\xce\x04\n\x0bWorkerEvent\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.stepline.v1.RegisterH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.stepline.v1.HeartbeatH\x00\x12\x34\n\x0estart_workflow\x18\x03 \x01(\x0b\x32\x1a.stepline.v1.StartWorkflowH\x00\x12,\n\nstep_start\x18\x04 \x01(\x0b\x32\x16.stepline.v1.StepStartH\x00\x12.\n\x0bstep_result\x18\x05 \x01(\x0b\x32\x17.stepline.v1.StepResultH\x00\x12\x36\n\x0fworkflow_result\x18\x06 \x01(\x0b\x32\x1b.stepline.v1.WorkflowResultH\x00\x12\x30\n\x07release\x18\x07 \x01(\x0b\x32\x1d.stepline.v1.ReleaseExecutionH\x00\x12#\n\x05\x64rain\x18\x08 \x01(\x0b\x32\x12.stepline.v1.DrainH\x00\x12!\n\x04wait\x18\t \x01(\x0b\x32\x11.stepline.v1.WaitH\x00\x12!\n\x04send\x18\n \x01(\x0b\x32\x11.stepline.v1.SendH\x00\x12*\n\tset_event\x18\x0b \x01(\x0b\x32\x15.stepline.v1.SetEventH\x00\x12!\n\x04idle\x18\x0c \x01(\x0b\x32\x11.stepline.v1.IdleH\x00\x12\'\n\x07suspend\x18\r \x01(\x0b\x32\x14.stepline.v1.SuspendH\x00\x42\x06\n\x04kind\"A\n\x10\x43oordinatorFrame\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.stepline.v1.CoordinatorEvent\"\xc2\x03\n\x10\x43oordinatorEvent\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.stepline.v1.RegisteredH\x00\x12\x32\n\rheartbeat_ack\x18\x02 \x01(\x0b\x32\x19.stepline.v1.HeartbeatAckH\x00\x12-\n\nassignment\x18\x03 \x01(\x0b\x32\x17.stepline.v1.AssignmentH\x00\x12\x38\n\x0cstart_result\x18\x04 \x01(\x0b\x32 .stepline.v1.StartWorkflowResultH\x00\x12(\n\x08step_ack\x18\x05 \x01(\x0b\x32\x14.stepline.v1.StepAckH\x00\x12\x30\n\x0cworkflow_ack\x18\x06 \x01(\x0b\x32\x18.stepline.v1.WorkflowAckH\x00\x12\'\n\x07\x61\x62\x61ndon\x18\x07 \x01(\x0b\x32\x14.stepline.v1.AbandonH\x00\x12)\n\x08rejected\x18\x08 \x01(\x0b\x32\x15.stepline.v1.RejectedH\x00\x12*\n\tstep_done\x18\t \x01(\x0b\x32\x15.stepline.v1.StepDoneH\x00\x42\x06\n\x04kind\"2\n\x0c\x45xecutionRef\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"\xb1\x01\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0eworkflow_names\x18\x02 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\r\x12\'\n\x04held\x18\x07 \x03(\x0b\x32\x19.stepline.v1.ExecutionRef\"\xd8\x01\n\nRegistered\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12-\n\nreattached\x18\x06 \x03(\x0b\x32\x19.stepline.v1.ExecutionRef\x12#\n\x06limits\x18\x07 \x01(\x0b\x32\x13.stepline.v1.LimitsJ\x04\x08\x04\x10\x05R\x11max_payload_bytes\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\" \n\x0cHeartbeatAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\xce\x01\n\rStartWorkflow\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x13StartWorkflowResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x08workflow\x18\x02 \x01(\x0b\x32\x19.stepline.v1.WorkflowInfoH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.stepline.v1.ErrorStatusH\x00\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\xb0\x01\n\nAssignment\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12#\n\x05input\x18\x04 \x01(\x0b\x32\x14.stepline.v1.Payload\x12(\n\x05steps\x18\x05 \x03(\x0b\x32\x19.stepline.v1.RecordedStep\x12\x18\n\x10recovery_attempt\x18\x06 \x01(\x05\"\x81\x02\n\x0cRecordedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.stepline.v1.StepStatus\x12&\n\x06output\x18\x04 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12#\n\x04kind\x18\x07 \x01(\x0e\x32\x15.stepline.v1.StepKind\x12\x11\n\ttimed_out\x18\x08 \x01(\x08\x42\t\n\x07outcome\"d\n\tStepStart\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\"\xc1\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12&\n\x06output\x18\x06 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x42\t\n\x07outcome\">\n\x07StepAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\"\x90\x01\n\x0eWorkflowResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x42\t\n\x07outcome\"^\n\x0bWorkflowAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.stepline.v1.WorkflowStatus\"\x07\n\x05\x44rain\"6\n\x10ReleaseExecution\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"j\n\x07\x41\x62\x61ndon\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12*\n\x06reason\x18\x03 \x01(\x0e\x32\x1a.stepline.v1.AbandonReason\x12\x0f\n\x07message\x18\x04 \x01(\t\"i\n\x08Rejected\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0b\x32\x18.stepline.v1.ErrorStatus\"\xd4\x01\n\x04Wait\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12,\n\x05sleep\x18\x04 \x01(\x0b\x32\x1b.stepline.v1.SleepConditionH\x00\x12*\n\x04recv\x18\x05 \x01(\x0b\x32\x1a.stepline.v1.RecvConditionH\x00\x12\x30\n\tget_event\x18\x06 \x01(\x0b\x32\x1b.stepline.v1.EventConditionH\x00\x42\x0b\n\tcondition\"t\n\x0eSleepCondition\x12-\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12+\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04wake\"J\n\rRecvCondition\x12\r\n\x05topic\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"^\n\x0e\x45ventCondition\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa2\x01\n\x04Send\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65stination_id\x18\x04 \x01(\t\x12\r\n\x05topic\x18\x05 \x01(\t\x12%\n\x07message\x18\x06 \x01(\x0b\x32\x14.stepline.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"q\n\x08SetEvent\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12#\n\x05value\x18\x05 \x01(\x0b\x32\x14.stepline.v1.Payload\"*\n\x04Idle\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"A\n\x07Suspend\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x12\n\nwaiting_on\x18\x03 \x03(\t\"\xae\x01\n\x08StepDone\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12&\n\x06output\x18\x04 \x01(\x0b\x32\x14.stepline.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.stepline.v1.ErrorInfoH\x00\x12\x11\n\ttimed_out\x18\x06 \x01(\x08\x42\t\n\x07outcome*\xa8\x01\n\rAbandonReason\x12\x1e\n\x1a\x41\x42\x41NDON_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x42\x41NDON_REASON_STALE_EPOCH\x10\x01\x12\x1b\n\x17\x41\x42\x41NDON_REASON_FINISHED\x10\x02\x12\x1c\n\x18\x41\x42\x41NDON_REASON_CANCELLED\x10\x03\x12\x1c\n\x18\x41\x42\x41NDON_REASON_TIMED_OUT\x10\x04\x32W\n\rWorkerService\x12\x46\n\x07\x43onnect\x12\x18.stepline.v1.WorkerFrame\x1a\x1d.stepline.v1.CoordinatorFrame(\x01\x30\x01\x42<Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,52 +35,70 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.stepline.v1.worker_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z:github.com/stepline/stepline/gen/go/stepline/v1;steplinev1'
-  _globals['_ABANDONREASON']._serialized_start=3082
-  _globals['_ABANDONREASON']._serialized_end=3220
-  _globals['_WORKERFRAME']._serialized_start=81
-  _globals['_WORKERFRAME']._serialized_end=136
-  _globals['_WORKEREVENT']._serialized_start=139
-  _globals['_WORKEREVENT']._serialized_end=539
-  _globals['_COORDINATORFRAME']._serialized_start=541
-  _globals['_COORDINATORFRAME']._serialized_end=606
-  _globals['_COORDINATOREVENT']._serialized_start=609
-  _globals['_COORDINATOREVENT']._serialized_end=1015
-  _globals['_EXECUTIONREF']._serialized_start=1017
-  _globals['_EXECUTIONREF']._serialized_end=1067
-  _globals['_REGISTER']._serialized_start=1070
-  _globals['_REGISTER']._serialized_end=1247
-  _globals['_REGISTERED']._serialized_start=1250
-  _globals['_REGISTERED']._serialized_end=1466
-  _globals['_HEARTBEAT']._serialized_start=1468
-  _globals['_HEARTBEAT']._serialized_end=1497
-  _globals['_HEARTBEATACK']._serialized_start=1499
-  _globals['_HEARTBEATACK']._serialized_end=1531
-  _globals['_STARTWORKFLOW']._serialized_start=1533
-  _globals['_STARTWORKFLOW']._serialized_end=1649
-  _globals['_STARTWORKFLOWRESULT']._serialized_start=1652
-  _globals['_STARTWORKFLOWRESULT']._serialized_end=1811
-  _globals['_ASSIGNMENT']._serialized_start=1814
-  _globals['_ASSIGNMENT']._serialized_end=1990
-  _globals['_RECORDEDSTEP']._serialized_start=1993
-  _globals['_RECORDEDSTEP']._serialized_end=2194
-  _globals['_STEPSTART']._serialized_start=2196
-  _globals['_STEPSTART']._serialized_end=2296
-  _globals['_STEPRESULT']._serialized_start=2299
-  _globals['_STEPRESULT']._serialized_end=2492
-  _globals['_STEPACK']._serialized_start=2494
-  _globals['_STEPACK']._serialized_end=2556
-  _globals['_WORKFLOWRESULT']._serialized_start=2559
-  _globals['_WORKFLOWRESULT']._serialized_end=2703
-  _globals['_WORKFLOWACK']._serialized_start=2705
-  _globals['_WORKFLOWACK']._serialized_end=2799
-  _globals['_DRAIN']._serialized_start=2801
-  _globals['_DRAIN']._serialized_end=2808
-  _globals['_RELEASEEXECUTION']._serialized_start=2810
-  _globals['_RELEASEEXECUTION']._serialized_end=2864
-  _globals['_ABANDON']._serialized_start=2866
-  _globals['_ABANDON']._serialized_end=2972
-  _globals['_REJECTED']._serialized_start=2974
-  _globals['_REJECTED']._serialized_end=3079
-  _globals['_WORKERSERVICE']._serialized_start=3222
-  _globals['_WORKERSERVICE']._serialized_end=3309
+  _globals['_ABANDONREASON']._serialized_start=4601
+  _globals['_ABANDONREASON']._serialized_end=4769
+  _globals['_WORKERFRAME']._serialized_start=146
+  _globals['_WORKERFRAME']._serialized_end=201
+  _globals['_WORKEREVENT']._serialized_start=204
+  _globals['_WORKEREVENT']._serialized_end=794
+  _globals['_COORDINATORFRAME']._serialized_start=796
+  _globals['_COORDINATORFRAME']._serialized_end=861
+  _globals['_COORDINATOREVENT']._serialized_start=864
+  _globals['_COORDINATOREVENT']._serialized_end=1314
+  _globals['_EXECUTIONREF']._serialized_start=1316
+  _globals['_EXECUTIONREF']._serialized_end=1366
+  _globals['_REGISTER']._serialized_start=1369
+  _globals['_REGISTER']._serialized_end=1546
+  _globals['_REGISTERED']._serialized_start=1549
+  _globals['_REGISTERED']._serialized_end=1765
+  _globals['_HEARTBEAT']._serialized_start=1767
+  _globals['_HEARTBEAT']._serialized_end=1796
+  _globals['_HEARTBEATACK']._serialized_start=1798
+  _globals['_HEARTBEATACK']._serialized_end=1830
+  _globals['_STARTWORKFLOW']._serialized_start=1833
+  _globals['_STARTWORKFLOW']._serialized_end=2039
+  _globals['_STARTWORKFLOWRESULT']._serialized_start=2042
+  _globals['_STARTWORKFLOWRESULT']._serialized_end=2201
+  _globals['_ASSIGNMENT']._serialized_start=2204
+  _globals['_ASSIGNMENT']._serialized_end=2380
+  _globals['_RECORDEDSTEP']._serialized_start=2383
+  _globals['_RECORDEDSTEP']._serialized_end=2640
+  _globals['_STEPSTART']._serialized_start=2642
+  _globals['_STEPSTART']._serialized_end=2742
+  _globals['_STEPRESULT']._serialized_start=2745
+  _globals['_STEPRESULT']._serialized_end=2938
+  _globals['_STEPACK']._serialized_start=2940
+  _globals['_STEPACK']._serialized_end=3002
+  _globals['_WORKFLOWRESULT']._serialized_start=3005
+  _globals['_WORKFLOWRESULT']._serialized_end=3149
+  _globals['_WORKFLOWACK']._serialized_start=3151
+  _globals['_WORKFLOWACK']._serialized_end=3245
+  _globals['_DRAIN']._serialized_start=3247
+  _globals['_DRAIN']._serialized_end=3254
+  _globals['_RELEASEEXECUTION']._serialized_start=3256
+  _globals['_RELEASEEXECUTION']._serialized_end=3310
+  _globals['_ABANDON']._serialized_start=3312
+  _globals['_ABANDON']._serialized_end=3418
+  _globals['_REJECTED']._serialized_start=3420
+  _globals['_REJECTED']._serialized_end=3525
+  _globals['_WAIT']._serialized_start=3528
+  _globals['_WAIT']._serialized_end=3740
+  _globals['_SLEEPCONDITION']._serialized_start=3742
+  _globals['_SLEEPCONDITION']._serialized_end=3858
+  _globals['_RECVCONDITION']._serialized_start=3860
+  _globals['_RECVCONDITION']._serialized_end=3934
+  _globals['_EVENTCONDITION']._serialized_start=3936
+  _globals['_EVENTCONDITION']._serialized_end=4030
+  _globals['_SEND']._serialized_start=4033
+  _globals['_SEND']._serialized_end=4195
+  _globals['_SETEVENT']._serialized_start=4197
+  _globals['_SETEVENT']._serialized_end=4310
+  _globals['_IDLE']._serialized_start=4312
+  _globals['_IDLE']._serialized_end=4354
+  _globals['_SUSPEND']._serialized_start=4356
+  _globals['_SUSPEND']._serialized_end=4421
+  _globals['_STEPDONE']._serialized_start=4424
+  _globals['_STEPDONE']._serialized_end=4598
+  _globals['_WORKERSERVICE']._serialized_start=4771
+  _globals['_WORKERSERVICE']._serialized_end=4858
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,14 @@ Durability contract (what makes replay correct):
   answers with Abandon; the worker must stop that execution at once.
 - StepStart is recorded but not acknowledged: it never delays a step body. Problems
   with it come back as Abandon or Rejected.
+- Durable operations (Wait, Send, SetEvent) are carried out by the coordinator and
+  answered with StepDone once their outcome is committed; the SDK hands that outcome to
+  workflow code only then, and a replay returns the recorded outcome.
+
+Waiting: a workflow blocked on nothing but durable waits does not hold a slot of the
+worker's capacity once the worker says so (Idle). The worker may then give it back
+(Suspend): the coordinator keeps the wait conditions in PostgreSQL and hands the
+workflow out again, to any worker, when one of its waits ends.
 
 Liveness: the stream is the lease. A worker sends Heartbeat at least every
 heartbeat_interval_ms; a worker silent for lease_ms loses its executions (they are
@@ -33,7 +41,9 @@ down or PostgreSQL unreachable; reconnect with backoff).
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from protos.stepline.v1 import common_pb2 as _common_pb2
@@ -62,6 +72,8 @@ class _AbandonReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Abandon
     """The workflow already has a final status."""
     ABANDON_REASON_CANCELLED: _AbandonReason.ValueType  # 3
     """The workflow was cancelled."""
+    ABANDON_REASON_TIMED_OUT: _AbandonReason.ValueType  # 4
+    """The workflow's timeout or deadline passed: it is TIMED_OUT."""
 
 class AbandonReason(_AbandonReason, metaclass=_AbandonReasonEnumTypeWrapper):
     """Why a worker must stop an execution."""
@@ -74,6 +86,8 @@ ABANDON_REASON_FINISHED: AbandonReason.ValueType  # 2
 """The workflow already has a final status."""
 ABANDON_REASON_CANCELLED: AbandonReason.ValueType  # 3
 """The workflow was cancelled."""
+ABANDON_REASON_TIMED_OUT: AbandonReason.ValueType  # 4
+"""The workflow's timeout or deadline passed: it is TIMED_OUT."""
 Global___AbandonReason: _TypeAlias = AbandonReason  # noqa: Y015
 
 @_typing.final
@@ -114,6 +128,11 @@ class WorkerEvent(_message.Message):
     WORKFLOW_RESULT_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    SET_EVENT_FIELD_NUMBER: _builtins.int
+    IDLE_FIELD_NUMBER: _builtins.int
+    SUSPEND_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First event of every stream, and only then."""
@@ -149,6 +168,26 @@ class WorkerEvent(_message.Message):
         as a recovery.
         """
 
+    @_builtins.property
+    def wait(self) -> Global___Wait:
+        """A durable wait begins (sleep, recv, get_event); answered with StepDone when it ends."""
+
+    @_builtins.property
+    def send(self) -> Global___Send:
+        """A workflow sends a message; answered with StepDone."""
+
+    @_builtins.property
+    def set_event(self) -> Global___SetEvent:
+        """A workflow sets one of its events; answered with StepDone."""
+
+    @_builtins.property
+    def idle(self) -> Global___Idle:
+        """An execution waits on nothing but durable waits: it no longer takes a slot."""
+
+    @_builtins.property
+    def suspend(self) -> Global___Suspend:
+        """The worker gives a waiting execution back, to be handed out again when a wait ends."""
+
     def __init__(
         self,
         *,
@@ -160,12 +199,17 @@ class WorkerEvent(_message.Message):
         workflow_result: Global___WorkflowResult | None = ...,
         release: Global___ReleaseExecution | None = ...,
         drain: Global___Drain | None = ...,
+        wait: Global___Wait | None = ...,
+        send: Global___Send | None = ...,
+        set_event: Global___SetEvent | None = ...,
+        idle: Global___Idle | None = ...,
+        suspend: Global___Suspend | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register", "release", b"release", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release", "drain", "wait", "send", "set_event", "idle", "suspend"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -209,6 +253,7 @@ class CoordinatorEvent(_message.Message):
     WORKFLOW_ACK_FIELD_NUMBER: _builtins.int
     ABANDON_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    STEP_DONE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered:
         """Answer to Register."""
@@ -241,6 +286,10 @@ class CoordinatorEvent(_message.Message):
     def rejected(self) -> Global___Rejected:
         """An event could not be accepted as sent; nothing was written."""
 
+    @_builtins.property
+    def step_done(self) -> Global___StepDone:
+        """A durable operation (Wait, Send, SetEvent) ended; its outcome is committed."""
+
     def __init__(
         self,
         *,
@@ -252,12 +301,13 @@ class CoordinatorEvent(_message.Message):
         workflow_ack: Global___WorkflowAck | None = ...,
         abandon: Global___Abandon | None = ...,
         rejected: Global___Rejected | None = ...,
+        step_done: Global___StepDone | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["abandon", b"abandon", "assignment", b"assignment", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "registered", b"registered", "rejected", b"rejected", "start_result", b"start_result", "step_ack", b"step_ack", "workflow_ack", b"workflow_ack"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["abandon", b"abandon", "assignment", b"assignment", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "registered", b"registered", "rejected", b"rejected", "start_result", b"start_result", "step_ack", b"step_ack", "step_done", b"step_done", "workflow_ack", b"workflow_ack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandon", b"abandon", "assignment", b"assignment", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "registered", b"registered", "rejected", b"rejected", "start_result", b"start_result", "step_ack", b"step_ack", "workflow_ack", b"workflow_ack"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandon", b"abandon", "assignment", b"assignment", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "registered", b"registered", "rejected", b"rejected", "start_result", b"start_result", "step_ack", b"step_ack", "step_done", b"step_done", "workflow_ack", b"workflow_ack"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "heartbeat_ack", "assignment", "start_result", "step_ack", "workflow_ack", "abandon", "rejected"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "heartbeat_ack", "assignment", "start_result", "step_ack", "workflow_ack", "abandon", "rejected", "step_done"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -448,6 +498,8 @@ class StartWorkflow(_message.Message):
     WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Chosen by the worker to match the StartWorkflowResult to this request."""
     workflow_name: _builtins.str
@@ -458,6 +510,14 @@ class StartWorkflow(_message.Message):
     def input(self) -> _common_pb2.Payload:
         """The input, as in StartWorkflowRequest."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """As in StartWorkflowRequest: the workflow times out this long after it is recorded."""
+
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """As in StartWorkflowRequest: the workflow times out at this time."""
+
     def __init__(
         self,
         *,
@@ -465,10 +525,12 @@ class StartWorkflow(_message.Message):
         workflow_name: _builtins.str = ...,
         workflow_id: _builtins.str = ...,
         input: _common_pb2.Payload | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "request_id", b"request_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "request_id", b"request_id", "timeout", b"timeout", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -578,6 +640,8 @@ class RecordedStep(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TIMED_OUT_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The step's ID."""
     step_name: _builtins.str
@@ -585,12 +649,18 @@ class RecordedStep(_message.Message):
     non-determinism error.
     """
     status: _common_pb2.StepStatus.ValueType
-    """RUNNING, SUCCEEDED or FAILED."""
+    """RUNNING, SUCCEEDED, FAILED or WAITING."""
     attempts: _builtins.int
     """How many attempts have started."""
+    kind: _common_pb2.StepKind.ValueType
+    """What the step is. A WAITING step is a durable wait: send the same Wait again under
+    this step ID (the coordinator keeps its first wake time) and await its StepDone.
+    """
+    timed_out: _builtins.bool
+    """For RECV and GET_EVENT: the wait ended without a message or event."""
     @_builtins.property
     def output(self) -> _common_pb2.Payload:
-        """The result, when SUCCEEDED."""
+        """The result, when SUCCEEDED (for a RECV, the message as sent; absent if it timed out)."""
 
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo:
@@ -605,10 +675,12 @@ class RecordedStep(_message.Message):
         output: _common_pb2.Payload | None = ...,
         error: _common_pb2.ErrorInfo | None = ...,
         attempts: _builtins.int = ...,
+        kind: _common_pb2.StepKind.ValueType = ...,
+        timed_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "output", b"output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "outcome", b"outcome", "output", b"output", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "kind", b"kind", "outcome", b"outcome", "output", b"output", "status", b"status", "step_id", b"step_id", "step_name", b"step_name", "timed_out", b"timed_out"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["output", "error"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
@@ -920,3 +992,362 @@ class Rejected(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Rejected: _TypeAlias = Rejected  # noqa: Y015
+
+@_typing.final
+class Wait(_message.Message):
+    """A durable wait, recorded (fenced by epoch) as a WAITING step of the given ID and kind,
+    with the step name "stepline.<kind>". Sending it again for the same step ID (after a
+    reconnect, or on a replay) changes nothing: the first wake time and timeout are kept,
+    and a wait that already ended is answered with its recorded outcome at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    SLEEP_FIELD_NUMBER: _builtins.int
+    RECV_FIELD_NUMBER: _builtins.int
+    GET_EVENT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow that waits."""
+    epoch: _builtins.int
+    """The epoch of the execution waiting."""
+    step_id: _builtins.str
+    """The wait's step ID, taken like any step's."""
+    @_builtins.property
+    def sleep(self) -> Global___SleepCondition:
+        """Ends at a time."""
+
+    @_builtins.property
+    def recv(self) -> Global___RecvCondition:
+        """Ends when a message arrives on a topic, or times out."""
+
+    @_builtins.property
+    def get_event(self) -> Global___EventCondition:
+        """Ends when an event is set, or times out."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        sleep: Global___SleepCondition | None = ...,
+        recv: Global___RecvCondition | None = ...,
+        get_event: Global___EventCondition | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "epoch", b"epoch", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep", "step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["sleep", "recv", "get_event"]  # noqa: Y015
+    _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
+
+Global___Wait: _TypeAlias = Wait  # noqa: Y015
+
+@_typing.final
+class SleepCondition(_message.Message):
+    """A durable sleep; recorded outcome: SUCCEEDED with no output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DURATION_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Wake this long after the sleep is first recorded (by the coordinator's clock)."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """Wake at this time."""
+
+    def __init__(
+        self,
+        *,
+        duration: _duration_pb2.Duration | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "until", b"until", "wake", b"wake"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "until", b"until", "wake", b"wake"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_wake: _TypeAlias = _typing.Literal["duration", "until"]  # noqa: Y015
+    _WhichOneofArgType_wake: _TypeAlias = _typing.Literal["wake", b"wake"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_wake) -> _WhichOneofReturnType_wake | None: ...
+
+Global___SleepCondition: _TypeAlias = SleepCondition  # noqa: Y015
+
+@_typing.final
+class RecvCondition(_message.Message):
+    """Takes the oldest unread message of a topic from the workflow's own mailbox. Messages
+    sent before the wait began are kept and count. The message is marked read in the same
+    transaction that records it as this step's output, so it is received exactly once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    """The topic; empty is the default topic."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Give up after this long (the step then ends with timed_out). Unset waits forever;
+        zero takes a message only if one is there already.
+        """
+
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecvCondition: _TypeAlias = RecvCondition  # noqa: Y015
+
+@_typing.final
+class EventCondition(_message.Message):
+    """Waits for another workflow's event (SetEvent) and records its value at that moment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow whose event to read. It need not exist yet."""
+    key: _builtins.str
+    """The event's key."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Give up after this long (the step then ends with timed_out). Unset waits forever."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "timeout", b"timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventCondition: _TypeAlias = EventCondition  # noqa: Y015
+
+@_typing.final
+class Send(_message.Message):
+    """Appends a message to a workflow's mailbox, recorded as a SEND step of the sender in the
+    same transaction, so that a workflow's send happens exactly once across replays.
+    Answered with StepDone: SUCCEEDED, or FAILED with "stepline.WorkflowNotFoundError" (no
+    such workflow) or "stepline.WorkflowFinishedError" (it has finished and reads nothing).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    DESTINATION_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The sending workflow."""
+    epoch: _builtins.int
+    """The epoch of the execution sending."""
+    step_id: _builtins.str
+    """The send's step ID."""
+    destination_id: _builtins.str
+    """The workflow to send to."""
+    topic: _builtins.str
+    """The topic; empty is the default topic."""
+    idempotency_key: _builtins.str
+    """When set, a second message with the same key to the same workflow is dropped."""
+    @_builtins.property
+    def message(self) -> _common_pb2.Payload:
+        """The message."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        destination_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        message: _common_pb2.Payload | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_id", b"destination_id", "epoch", b"epoch", "idempotency_key", b"idempotency_key", "message", b"message", "step_id", b"step_id", "topic", b"topic", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Send: _TypeAlias = Send  # noqa: Y015
+
+@_typing.final
+class SetEvent(_message.Message):
+    """Sets one of the sending workflow's events, recorded as a SET_EVENT step in the same
+    transaction. The latest value wins; waiters (GetEvent, EventCondition) see it at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow whose event it is."""
+    epoch: _builtins.int
+    """The epoch of the execution setting it."""
+    step_id: _builtins.str
+    """The step ID of the call."""
+    key: _builtins.str
+    """The event's key (an identifier)."""
+    @_builtins.property
+    def value(self) -> _common_pb2.Payload:
+        """The value."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        value: _common_pb2.Payload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "key", b"key", "step_id", b"step_id", "value", b"value", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetEvent: _TypeAlias = SetEvent  # noqa: Y015
+
+@_typing.final
+class Idle(_message.Message):
+    """The execution is blocked on durable waits only: until a StepDone for it (or any other
+    event about it from the worker), it does not count against the worker's capacity.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow."""
+    epoch: _builtins.int
+    """The epoch under which the worker holds it."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Idle: _TypeAlias = Idle  # noqa: Y015
+
+@_typing.final
+class Suspend(_message.Message):
+    """The worker gives back an execution that waits, and forgets it. The coordinator keeps it
+    suspended (no owner, not handed out) until one of its waits ends, then hands it out
+    again like a recovery (not counted as one). If one of `waiting_on` has already ended,
+    it is handed out at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    WAITING_ON_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow."""
+    epoch: _builtins.int
+    """The epoch under which the worker holds it."""
+    @_builtins.property
+    def waiting_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The step IDs of the waits the execution is blocked on."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        waiting_on: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "waiting_on", b"waiting_on", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Suspend: _TypeAlias = Suspend  # noqa: Y015
+
+@_typing.final
+class StepDone(_message.Message):
+    """A durable operation ended and its outcome is committed. Hand the outcome to workflow
+    code (and only now): a replay will return the same.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    TIMED_OUT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow."""
+    epoch: _builtins.int
+    """The epoch of the execution that asked."""
+    step_id: _builtins.str
+    """The operation's step ID."""
+    timed_out: _builtins.bool
+    """For RECV and GET_EVENT: the wait ended without a message or event."""
+    @_builtins.property
+    def output(self) -> _common_pb2.Payload:
+        """The output: the message for RECV, the value for GET_EVENT; absent when timed out."""
+
+    @_builtins.property
+    def error(self) -> _common_pb2.ErrorInfo:
+        """The operation failed (a Send to a workflow that does not exist)."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        output: _common_pb2.Payload | None = ...,
+        error: _common_pb2.ErrorInfo | None = ...,
+        timed_out: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "output", b"output"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "outcome", b"outcome", "output", b"output", "step_id", b"step_id", "timed_out", b"timed_out", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["output", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___StepDone: _TypeAlias = StepDone  # noqa: Y015

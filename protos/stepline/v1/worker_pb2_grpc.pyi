@@ -20,6 +20,14 @@ Durability contract (what makes replay correct):
   answers with Abandon; the worker must stop that execution at once.
 - StepStart is recorded but not acknowledged: it never delays a step body. Problems
   with it come back as Abandon or Rejected.
+- Durable operations (Wait, Send, SetEvent) are carried out by the coordinator and
+  answered with StepDone once their outcome is committed; the SDK hands that outcome to
+  workflow code only then, and a replay returns the recorded outcome.
+
+Waiting: a workflow blocked on nothing but durable waits does not hold a slot of the
+worker's capacity once the worker says so (Idle). The worker may then give it back
+(Suspend): the coordinator keeps the wait conditions in PostgreSQL and hands the
+workflow out again, to any worker, when one of its waits ends.
 
 Liveness: the stream is the lease. A worker sends Heartbeat at least every
 heartbeat_interval_ms; a worker silent for lease_ms loses its executions (they are
