@@ -12,7 +12,9 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from coordinator.errors import Unavailable
+from coordinator import hints
+from coordinator.errors import CoordinatorError, Unavailable
+from coordinator.hints import Hints
 from coordinator.models import Assignment, StepRecord, WorkflowRecord
 from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
@@ -50,9 +52,14 @@ class Dispatcher:
         waiters: Waiters[str, WorkflowRecord],
         max_recovery_attempts: int,
         stats: Stats,
+        hints: Hints,
     ) -> None:
         self._db = db
         self._stats = stats
+        self._hints = hints
+        # Names to tell the other coordinators about (one hint per event-loop turn).
+        self._announced: set[str] = set()
+        self._announcing: asyncio.Task[None] | None = None
         self._sessions = sessions
         self._ownership = ownership
         self._waiters = waiters
@@ -65,6 +72,26 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retry: asyncio.Task[None] | None = None
+
+    def announce(self, names: Iterable[str]) -> None:
+        """Workflows of these names became ready outside a transaction that said so: look
+        for them here, and hint the other coordinators (whose workers may serve them)."""
+        names = set(names)
+        if not names:
+            return
+        self.mark_ready(names)
+        self._announced |= names
+        if self._announcing is None or self._announcing.done():
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        await asyncio.sleep(0)  # what else becomes ready in this turn goes in the same hint
+        names, self._announced = sorted(self._announced), set()
+        try:
+            async with self._db.connection() as conn:
+                await self._hints.publish(conn, hints.READY, names)
+        except CoordinatorError as exc:
+            log.info("could not hint %d ready names (the others' resync finds them): %s", len(names), exc)
 
     def mark_ready(self, names: Iterable[str]) -> None:
         for name in names:
@@ -182,7 +209,7 @@ class Dispatcher:
                         name = await workflows.release_one(conn, r.workflow_id, r.epoch, worker_id)
                         if name is not None:
                             names.append(name)
-                self.mark_ready(names)
+                self.announce(names)
                 return
             except Unavailable:
                 await asyncio.sleep(delay)

@@ -21,6 +21,7 @@ from coordinator.config import Settings
 from coordinator.dispatch import Dispatcher
 from coordinator.errors import NotFound, Unavailable
 from coordinator.hints import Hints
+from coordinator.interest import Interest
 from coordinator.leases import Leases
 from coordinator.models import (
     Abandon,
@@ -74,21 +75,30 @@ class Engine:
         self.waiters: Waiters[str, WorkflowRecord] = Waiters()
         self.ownership = Ownership(on_room=lambda: self.dispatcher.poke())
         self.replies = Replies(self.sessions, self.ownership, self.stats)
+        # db is None only where a test builds an Engine to look at it, never to run it.
+        self.hints = Hints(db.url if db is not None else "", self.coordinator_id, settings.sweep_ms / 1000)
         self.dispatcher = Dispatcher(
-            db, self.sessions, self.ownership, self.waiters, settings.max_recovery_attempts, self.stats
+            db,
+            self.sessions,
+            self.ownership,
+            self.waiters,
+            settings.max_recovery_attempts,
+            self.stats,
+            self.hints,
         )
         self.timers = Timers(db)
         self.starter = Starter(
             db, self.sessions, self.ownership, self.dispatcher, settings.max_recovery_attempts, self.timers
         )
-        self.recorder = Recorder(db, self.sessions, self.ownership, self.replies, self.waiters)
+        self.interest = Interest(db, self.hints)
+        self.recorder = Recorder(db, self.sessions, self.ownership, self.replies, self.waiters, self.interest)
         self.leases = Leases(
-            db, self.sessions, settings, self.coordinator_id, self.stats, self.dispatcher.mark_ready
+            db, self.sessions, settings, self.coordinator_id, self.stats, self.dispatcher.announce
         )
         self.retention = Retention(db, settings.retention_hours)
-        # db is None only where a test builds an Engine to look at it, never to run it.
-        self.hints = Hints(db.url if db is not None else "", self.coordinator_id, settings.sweep_ms / 1000)
         self.hints.on_resync(self._all_names_ready)
+        # Callers waiting for workflows finished elsewhere, whose hint was lost, look again.
+        self.hints.on_resync(self.waiters.notify_all)
         self.waits = Waits(
             db, self.ownership, self.replies, self.dispatcher, self.timers, self.hints, self.waiters
         )
@@ -186,6 +196,15 @@ class Engine:
             done = [r for r in found.values() if r.status.done]
             if done or timeout == 0 or len(not_found) == len(ids):
                 return done, not_found
+            if found:
+                # Not run here: a worker of another coordinator may finish them. Say that
+                # callers here wait, then look once more (one may have finished meanwhile).
+                await self.interest.want(found)
+                async with self.db.connection() as conn:
+                    again = await workflows.get_many(conn, list(found))
+                done = [r for r in again.values() if r.status.done]
+                if done:
+                    return done, not_found
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watch.event.wait(), timeout)
             finished = dict(watch.done)
@@ -255,7 +274,8 @@ class Engine:
             ", ".join(sorted(session.names)),
             len(reattached),
         )
-        self.dispatcher.mark_ready([*released, *session.names])
+        self.dispatcher.announce(released)
+        self.dispatcher.mark_ready(session.names)
         return session
 
     def end_session(self, session: Session, reason: str) -> None:
@@ -287,7 +307,7 @@ class Engine:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
             self.ownership.end(session)
-        self.dispatcher.mark_ready(released)
+        self.dispatcher.announce(released)
 
     def handle(self, session: Session, events: list[WorkerEvent]) -> None:
         """Takes one frame of events from a worker, in order. Never blocks."""
@@ -320,4 +340,4 @@ class Engine:
             return  # the lease ends it anyway
         self.ownership.release(session, ev.workflow_id, ev.epoch)
         if name is not None:
-            self.dispatcher.mark_ready([name])
+            self.dispatcher.announce([name])

@@ -34,7 +34,8 @@ WAKE = "wake"  # items: [workflow_id, step_id] of waits that ended
 READY = "ready"  # items: workflow names with workflows newly ready
 TIMER = "timer"  # items: due times (POSIX seconds) of timers added
 EVENT = "event"  # items: [workflow_id, key] of events set
-DONE = "done"  # items: workflow IDs that finished without their worker (timed out)
+DONE = "done"  # items: workflow IDs that finished (timed out, or awaited elsewhere)
+INTEREST = "interest"  # items: workflow IDs that callers here wait for
 
 Handler = Callable[[list[Any]], None]
 

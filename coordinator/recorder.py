@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from coordinator.batcher import Batcher
 from coordinator.errors import Code, CoordinatorError
+from coordinator.interest import Interest
 from coordinator.models import (
     AbandonReason,
     Rejected,
@@ -65,12 +66,14 @@ class Recorder:
         ownership: Ownership,
         replies: Replies,
         waiters: Waiters[str, WorkflowRecord],
+        interest: Interest,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._ownership = ownership
         self._replies = replies
         self._waiters = waiters
+        self._interest = interest
         self.batcher: Batcher[Pending] = Batcher("steps", self._flush, self._fail)
 
     def step_start(self, session: Session, ev: StepStart) -> None:
@@ -159,6 +162,7 @@ class Recorder:
         self._ownership.finish(session, workflow_id, epoch)
         self._reply(session).send(WorkflowAck(workflow_id, epoch, status))
         self._waiters.notify(workflow_id, record)
+        self._interest.finished(workflow_id)
 
     def _abandon(
         self, session: Session, workflow_id: str, epoch: int, reason: AbandonReason, msg: str

@@ -166,7 +166,7 @@ class Starter:
         for session, records in by_owner.items():
             await self._dispatcher.deliver(session, records, {})
         if unowned:
-            self._dispatcher.mark_ready(unowned)
+            self._dispatcher.announce(unowned)
 
     def _answer(self, item: PendingStart, outcome: tuple[WorkflowRecord, bool] | CoordinatorError) -> None:
         if item.future is not None:

@@ -438,7 +438,8 @@ class Waits:
     # --- timers ---------------------------------------------------------------------------
 
     async def fire(self, limit: int) -> int:
-        """Takes up to ``limit`` due timers and applies them, in one transaction."""
+        """Takes up to ``limit`` due timers and applies them, in one transaction; returns
+        how many it took (another coordinator may have taken some of those it saw)."""
         fx = Effects()
         async with self._db.transaction() as conn:
             due = await timers.due(conn, limit)
@@ -455,7 +456,7 @@ class Waits:
             fx.timed_out = await timers.time_out(conn, [seq for seq, step_id in taken if not step_id])
             await self._publish(conn, fx)
         self._deliver(fx)
-        return len(due)
+        return len(taken)
 
     # --- hints from other coordinators ------------------------------------------------------
 

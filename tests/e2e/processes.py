@@ -30,6 +30,11 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def log_contains(path: Path, text: str) -> bool:
+    """Whether a process's log holds ``text`` (for ``eventually``)."""
+    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text(errors="replace"))
+
+
 @dataclass(frozen=True)
 class Effect:
     """One step body that ran (a line written by tests/e2e/programs/flows.py)."""

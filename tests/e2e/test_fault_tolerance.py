@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.cluster import Cluster, RestartablePostgres
 from tests.e2e.conftest import ClusterFactory
-from tests.e2e.processes import eventually
+from tests.e2e.processes import eventually, log_contains
 from worker_sdk import CoordinatorUnavailableError, StepInfo, StepStatus, WorkflowStatus
 
 
@@ -41,14 +41,14 @@ async def test_a_frozen_worker_loses_its_work_and_its_late_writes_change_nothing
 
     zombie.signal(signal.SIGCONT)
     await eventually(
-        lambda: _contains(zombie.log, "workflow zombie epoch 1 abandoned"),
+        lambda: log_contains(zombie.log, "workflow zombie epoch 1 abandoned"),
         what="the zombie to be told to abandon",
     )
     # The step the zombie had in flight finished after the thaw, and its result (kept until
     # acknowledged, resent on reconnect) reached the coordinator and was refused there.
     refused = f"write refused: workflow zombie epoch 1 from {zombie.worker_id}"
     await eventually(
-        lambda: _contains(c.coordinator_log, refused),
+        lambda: log_contains(c.coordinator_log, refused),
         what="the zombie's late step result to be refused",
     )
     assert await handle.steps() == before, "a late write from the zombie changed a recorded step"
@@ -93,13 +93,6 @@ async def test_a_worker_cut_off_from_the_coordinator_starts_no_step_body_once_it
     late = [t - frozen_at for t in bodies if cut_off < t < thawed_at]
     assert not late, f"step bodies started {late} s after the coordinator stopped (lease {lease} s)"
     assert len({e.what for e in lines if e.what.startswith("tick ")}) == 40
-
-
-async def _contains(path: object, text: str) -> bool:
-    from pathlib import Path
-
-    assert isinstance(path, Path)
-    return path.exists() and text in path.read_text()
 
 
 async def test_sigterm_hands_work_over_at_once_and_runs_every_step_exactly_once(

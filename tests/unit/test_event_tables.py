@@ -45,3 +45,11 @@ def test_frames_are_split_to_stay_within_the_coordinator_message_limit() -> None
     assert all(f.ByteSize() <= 3500 for f in frames)
     assert [e.step_result.step_id for f in frames for e in f.events] == [str(i) for i in range(10)]
     assert len(_convert.worker_frames(events, 1 << 20)) == 1
+
+
+def test_the_coordinator_acts_on_every_kind_of_hint() -> None:
+    from coordinator import hints
+
+    engine = Engine(None, Settings())  # type: ignore[arg-type]
+    kinds = {hints.WAKE, hints.READY, hints.TIMER, hints.EVENT, hints.DONE, hints.INTEREST}
+    assert set(engine.hints._handlers) == kinds

@@ -7,13 +7,22 @@ import logging
 import os
 
 from tests.e2e.programs.flows import ALL
+from tests.e2e.programs.waiting import WAITING
 from worker_sdk import Worker
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     capacity = int(os.environ.get("CAPACITY", "100"))
-    async with Worker(os.environ["STEPLINE_ADDRESS"], workflows=ALL, capacity=capacity) as worker:
+    # Seconds a waiting workflow stays in memory; "never" keeps it there.
+    suspend = os.environ.get("SUSPEND_AFTER", "5")
+    suspend_after = None if suspend == "never" else float(suspend)
+    async with Worker(
+        os.environ["STEPLINE_ADDRESS"],
+        workflows=[*ALL, *WAITING],
+        capacity=capacity,
+        suspend_after=suspend_after,
+    ) as worker:
         print(f"worker ready {worker.worker_id}", flush=True)
         await worker.serve_forever()
 
