@@ -1,4 +1,5 @@
-"""Deleting finished workflows, and their steps, once they are older than the retention."""
+"""Deleting finished workflows, with their steps, messages, events and timers, once they are
+older than the retention."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ gone AS (
 ),
 steps_gone AS (
     DELETE FROM steps WHERE workflow_seq IN (SELECT seq FROM gone) RETURNING 1
+),
+messages_gone AS (
+    DELETE FROM messages WHERE workflow_seq IN (SELECT seq FROM gone)
+),
+events_gone AS (
+    DELETE FROM workflow_events WHERE workflow_seq IN (SELECT seq FROM gone)
+),
+-- Timers of a finished workflow would fire into nothing; they go with it.
+timers_gone AS (
+    DELETE FROM timers WHERE workflow_seq IN (SELECT seq FROM gone)
 )
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM steps_gone)
 """

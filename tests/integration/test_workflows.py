@@ -278,6 +278,14 @@ async def test_finished_workflows_are_deleted_after_the_retention(
         async with Client(address) as client, Worker(address, workflows=[checkout]):
             done = await client.start_workflow("checkout", "o-8", ["h"], workflow_id="old")
             await done.result(timeout=10)
+            # What a finished workflow may leave behind goes with it.
+            seq = await conn.fetchval("SELECT seq FROM workflows WHERE workflow_id = 'old'")
+            await conn.execute(
+                "INSERT INTO messages (workflow_seq, topic, data, encoding) VALUES ($1, '', 'null', 'json')",
+                seq,
+            )
+            await conn.execute("INSERT INTO workflow_events VALUES ($1, 'k', 'null', 'json')", seq)
+            await conn.execute("INSERT INTO timers VALUES ($1, '', now() + interval '1 day')", seq)
             waiting = await client.start_workflow("failing-checkout", "x", workflow_id="unfinished")
 
             async def gone() -> bool:
@@ -288,6 +296,8 @@ async def test_finished_workflows_are_deleted_after_the_retention(
                 assert asyncio.get_running_loop().time() < deadline, "the finished workflow was never deleted"
                 await asyncio.sleep(0.05)
             assert await conn.fetchval("SELECT count(*) FROM steps") == 0
+            for table in ("messages", "workflow_events", "timers"):
+                assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table
             assert await waiting.status() is WorkflowStatus.ENQUEUED, "unfinished workflows are kept"
     finally:
         await running.stop(grace=0)
