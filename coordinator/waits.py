@@ -109,6 +109,8 @@ class Waits:
         # Callers of GetEvent, by (workflow_id, key).
         self.event_waiters: Waiters[tuple[str, str], Payload] = Waiters()
         self.batcher: Batcher[Pending] = Batcher("waits", self._flush, self._fail)
+        # Deliveries after a hint, kept so that they are not collected while they run.
+        self._deliveries: set[asyncio.Task[None]] = set()
         timer_service.firing_with(self.fire)
         hints.on(hint.WAKE, self._hinted_wake)
         hints.on(hint.READY, dispatcher.mark_ready)
@@ -463,7 +465,15 @@ class Waits:
     def _hinted_wake(self, items: list[list[str]]) -> None:
         held = [(w, s) for w, s in items if self._ownership.holder(w) is not None]
         if held:
-            asyncio.get_running_loop().create_task(self._deliver_ended(held))
+            task = asyncio.get_running_loop().create_task(self._deliver_hinted(held))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_hinted(self, keys: list[tuple[str, str]]) -> None:
+        try:
+            await self._deliver_ended(keys)
+        except CoordinatorError as exc:
+            log.info("could not deliver %d waits ended elsewhere (the resync will): %s", len(keys), exc)
 
     async def _deliver_ended(self, keys: list[tuple[str, str]]) -> None:
         async with self._db.connection() as conn:
