@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator import server
@@ -28,10 +29,13 @@ def settings(database_url: str) -> Settings:
     return Settings(port=0, database_url=database_url, pool_size=4, max_payload_bytes=4096)
 
 
-async def snapshot(conn: asyncpg.Connection) -> tuple[list[Any], list[Any], list[Any]]:
+async def snapshot(conn: asyncpg.Connection) -> tuple[list[Any], ...]:
     return (
         [tuple(r) for r in await conn.fetch("SELECT * FROM workflows ORDER BY seq")],
         [tuple(r) for r in await conn.fetch("SELECT * FROM steps ORDER BY workflow_seq, step_id")],
+        [tuple(r) for r in await conn.fetch("SELECT * FROM messages ORDER BY seq")],
+        [tuple(r) for r in await conn.fetch("SELECT * FROM workflow_events ORDER BY workflow_seq, key")],
+        [tuple(r) for r in await conn.fetch("SELECT * FROM timers ORDER BY workflow_seq, step_id")],
         # Without expires_at, which the coordinator renews on its own a few times per lease.
         [
             tuple(r)
@@ -62,7 +66,54 @@ BAD_STARTS = [
         start(workflow_id="x" * 256), "workflow_id is 256 characters long; the limit is 255", id="long-id"
     ),
     pytest.param(start(workflow_id="a\nb"), "control characters", id="control-chars"),
+    pytest.param(
+        cpb.StartWorkflowRequest(workflow_name="wf", timeout=Duration(seconds=-1)),
+        "timeout must not be negative",
+        id="negative-timeout",
+    ),
 ]
+
+
+def send(workflow_id: str = "existing", data: bytes = b'"m"', topic: str = "") -> cpb.SendRequest:
+    return cpb.SendRequest(workflow_id=workflow_id, topic=topic, message=pb.Payload(data=data))
+
+
+BAD_MESSAGES = [
+    pytest.param("Send", send("nobody"), NOT_FOUND, "workflow 'nobody' does not exist", id="send-unknown"),
+    pytest.param("Send", send(""), INVALID, "workflow_id must not be empty", id="send-empty-id"),
+    pytest.param("Send", send(data=b"[" + b"1," * 3000 + b"1]"), INVALID, "the limit is 4096", id="send-big"),
+    pytest.param("Send", send(data=b"{oops"), INVALID, "message is not valid JSON", id="send-bad-json"),
+    pytest.param("Send", send(topic="a\nb"), INVALID, "control characters", id="send-bad-topic"),
+    pytest.param(
+        "GetEvent", cpb.GetEventRequest(workflow_id="existing"), INVALID, "key must not be empty", id="no-key"
+    ),
+    pytest.param(
+        "GetEvent",
+        cpb.GetEventRequest(workflow_id="nobody", key="k"),
+        NOT_FOUND,
+        "workflow 'nobody' does not exist",
+        id="event-unknown",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "code", "message"), BAD_MESSAGES)
+async def test_bad_messages_and_event_reads_are_refused(
+    channel: grpc.aio.Channel,
+    conn: asyncpg.Connection,
+    method: str,
+    request_: Any,
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    stub = cpb_grpc.WorkflowServiceStub(channel)
+    await stub.StartWorkflow(start(workflow_id="existing"))
+    before = await snapshot(conn)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(stub, method)(request_)
+    assert caught.value.code() == code
+    assert message in (caught.value.details() or "")
+    assert await snapshot(conn) == before
 
 
 @pytest.mark.parametrize(("request_", "message"), BAD_STARTS)
@@ -192,6 +243,39 @@ BAD_EVENTS = [
         INVALID,
         "workflow output is 5002 bytes; the limit is 4096",
         id="oversized-workflow-output",
+    ),
+    pytest.param(
+        wpb.WorkerEvent(wait=wpb.Wait(workflow_id="victim", epoch=1, step_id="1")),
+        INVALID,
+        "Wait needs a condition",
+        id="wait-without-condition",
+    ),
+    pytest.param(
+        wpb.WorkerEvent(
+            wait=wpb.Wait(
+                workflow_id="victim",
+                epoch=1,
+                step_id="1",
+                sleep=wpb.SleepCondition(duration=Duration(seconds=-5)),
+            )
+        ),
+        INVALID,
+        "sleep duration must not be negative",
+        id="negative-sleep",
+    ),
+    pytest.param(
+        wpb.WorkerEvent(
+            send=wpb.Send(workflow_id="victim", epoch=1, step_id="1", message=pb.Payload(data=b"1"))
+        ),
+        INVALID,
+        "destination_id must not be empty",
+        id="send-nowhere",
+    ),
+    pytest.param(
+        wpb.WorkerEvent(set_event=wpb.SetEvent(workflow_id="victim", epoch=1, step_id="1")),
+        INVALID,
+        "event key must not be empty",
+        id="event-without-key",
     ),
 ]
 
