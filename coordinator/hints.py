@@ -1,12 +1,15 @@
 """Wake-ups between coordinators on one database: PostgreSQL LISTEN/NOTIFY, as hints only.
 
 A coordinator that commits something another coordinator may have to act on (a wait of a
-workflow held there ended, suspended workflows became ready, a timer was added, an event
-was set, a workflow timed out) publishes a hint in the same transaction, so that it is
-delivered only if the change committed. Hints can be lost (a LISTEN connection that drops
-misses what was sent meanwhile: DBOS lost wake-ups this way, dbos-transact-py #562), so
-nothing depends on them alone: after every reconnect, and every ``sweep`` seconds, the
-coordinator re-checks what a lost hint could have told it (``resync``).
+workflow held there ended, suspended workflows became ready, an event was set, a
+workflow finished that callers there wait for) publishes a hint, in the same transaction
+where it can, so that it is delivered only if the change committed. (Timers need none: the
+coordinator that records one fires it, and any other finds it in its next resync.)
+
+Hints can be lost (a LISTEN connection that drops misses what was sent meanwhile: DBOS
+lost wake-ups this way, dbos-transact-py #562), so nothing depends on them alone: after
+every reconnect, and every ``sweep`` seconds, the coordinator re-checks what a lost hint
+could have told it (``resync``).
 
 Payloads are JSON: {"from": coordinator_id, "kind": ..., "items": [...]}; a coordinator
 ignores its own (it acted when it committed).
@@ -32,7 +35,6 @@ _MAX_PAYLOAD = 7000
 
 WAKE = "wake"  # items: [workflow_id, step_id] of waits that ended
 READY = "ready"  # items: workflow names with workflows newly ready
-TIMER = "timer"  # items: due times (POSIX seconds) of timers added
 EVENT = "event"  # items: [workflow_id, key] of events set
 DONE = "done"  # items: workflow IDs that finished (timed out, or awaited elsewhere)
 INTEREST = "interest"  # items: workflow IDs that callers here wait for

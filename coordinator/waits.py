@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from coordinator import hints as hint
 from coordinator.batcher import Batcher
@@ -46,7 +46,7 @@ from coordinator.models import (
 from coordinator.ownership import Ownership
 from coordinator.replies import Replies
 from coordinator.sessions import Session
-from coordinator.store import timers, waits
+from coordinator.store import mailboxes, timers, waits
 from coordinator.store.database import Connection, Database
 from coordinator.store.waits import Ended, Locked
 from coordinator.timers import Timers
@@ -114,7 +114,6 @@ class Waits:
         timer_service.firing_with(self.fire)
         hints.on(hint.WAKE, self._hinted_wake)
         hints.on(hint.READY, dispatcher.mark_ready)
-        hints.on(hint.TIMER, lambda items: timer_service.schedule(datetime.fromtimestamp(min(items), UTC)))
         hints.on(hint.EVENT, self._hinted_events)
         hints.on(hint.DONE, self._hinted_done)
         hints.on_resync(self.recheck)
@@ -150,7 +149,7 @@ class Waits:
         """The event's value, waiting up to ``timeout`` seconds for it to be set."""
         with self.event_waiters.watching([(workflow_id, key)]) as watch:
             async with self._db.connection() as conn:
-                value = await waits.event(conn, workflow_id, key)
+                value = await mailboxes.event(conn, workflow_id, key)
                 if value is None and not await waits.exists(conn, workflow_id):
                     raise NotFound(f"workflow {workflow_id!r} does not exist")
             if value is not None or timeout <= 0:
@@ -160,12 +159,13 @@ class Waits:
             value = watch.done.get((workflow_id, key))
         if value is None:  # a hint (re-read), or the wait ended: the last word is PostgreSQL's
             async with self._db.connection() as conn:
-                value = await waits.event(conn, workflow_id, key)
+                value = await mailboxes.event(conn, workflow_id, key)
         return value
 
     # --- the write path -------------------------------------------------------------------
 
     async def _flush(self, items: list[Pending]) -> None:
+        """Writes a batch in one transaction, a few statements per kind of operation."""
         fx = Effects()
         ids: set[str] = set()
         for item in items:
@@ -175,145 +175,224 @@ class Waits:
                 ids.add(item.op.destination)
         async with self._db.transaction() as conn:
             locked = await waits.lock(conn, ids)
+            ops: list[tuple[Pending, Locked]] = []  # fenced workflow operations
+            sends: list[Pending] = []  # client sends
             suspends: list[Pending] = []
             for item in items:
-                op = item.op
-                if isinstance(op, Suspend):
+                if isinstance(item.op, Suspend):
                     suspends.append(item)
-                elif item.session is not None and not self._fenced(item, locked, fx):
-                    continue
-                elif isinstance(op, Wait):
-                    await self._wait(conn, item, locked[op.workflow_id], fx)
-                elif isinstance(op, Send):
-                    await self._send(conn, item, locked, fx)
-                elif isinstance(op, SetEvent):
-                    await self._set_event(conn, item, locked[op.workflow_id], fx)
+                elif item.session is None:
+                    sends.append(item)
+                elif (row := self._fenced(item, locked, fx)) is not None:
+                    ops.append((item, row))
+            fresh = await self._answer_recorded(conn, ops, fx)
+            boxes: set[tuple[int, str, str]] = set()  # mailboxes (seq, workflow_id, topic) to pair
+            ending: list[tuple[int, str, Payload | None, bool]] = []
+            await self._begin_waits(conn, [o for o in fresh if isinstance(o[0].op, Wait)], boxes, ending, fx)
+            await self._send(
+                conn, [*sends, *(i for i, _ in fresh if isinstance(i.op, Send))], locked, boxes, fx
+            )
+            await self._set_events(conn, [o for o in fresh if isinstance(o[0].op, SetEvent)], ending, fx)
+            await self._record_done(conn, [o for o in fresh if not isinstance(o[0].op, Wait)], fx)
+            await self._end(conn, ending, fx)
+            for seq, workflow_id, topic in sorted(boxes):
+                while True:  # each round hands one message to one recv
+                    ended, woken = await mailboxes.pair(conn, seq, workflow_id, topic)
+                    if ended is None:
+                        break
+                    fx.ended.append(ended)
+                    fx.woken.extend([woken] if woken else [])
             if suspends:
                 await self._suspend(conn, suspends, locked, fx)
             await self._publish(conn, fx)
+        over = {(e.workflow_id, e.step_id) for e in fx.ended}
+        fx.waiting = [w for w in fx.waiting if (w.workflow_id, w.step_id) not in over]
         self._deliver(fx)
 
-    def _fenced(self, item: Pending, locked: dict[str, Locked], fx: Effects) -> bool:
-        """Whether the execution that sent ``item`` is current; else it is refused."""
+    def _fenced(self, item: Pending, locked: dict[str, Locked], fx: Effects) -> Locked | None:
+        """The locked row, if the execution that sent ``item`` is current; else it is refused."""
         assert item.session is not None
         row = locked.get(item.op.workflow_id)
         if row is not None and row.held_by(item.session.worker_id, item.op.epoch):
-            return True
+            return row
         fx.refused.append((item, row))
-        return False
+        return None
 
-    async def _recorded(
-        self, conn: Connection, item: Pending, row: Locked, kind: StepKind, fx: Effects
-    ) -> bool:
-        """Whether the operation's step ID is already recorded; if so it is answered."""
-        op = item.op
-        assert isinstance(op, Wait | Send | SetEvent)
-        found = await waits.step(conn, row.seq, op.step_id)
-        return found is not None and self._answer_recorded(item, found, kind, fx)
+    async def _answer_recorded(
+        self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects
+    ) -> list[tuple[Pending, Locked]]:
+        """Answers the operations whose step ID is recorded (sent again after a reconnect,
+        or reached again on a replay) from the record; returns the others, and open waits
+        asked for again (whose condition is looked at once more)."""
+        recorded = await waits.steps(conn, [(row.seq, _step_id(item)) for item, row in ops])
+        fresh = []
+        for item, row in ops:
+            found = recorded.get((row.seq, _step_id(item)))
+            op = item.op
+            assert isinstance(op, Wait | Send | SetEvent)
+            assert item.session is not None
+            kind = _kind(op)
+            if found is None or (found.kind is kind and found.status is StepStatus.WAITING):
+                fresh.append((item, row))
+            elif found.kind is not kind:
+                message = f"step {op.step_id!r} was recorded as {found.name!r}, now {kind.step_name!r}"
+                fx.rejected.append((item, "non-determinism: " + message))
+            else:
+                fx.done.append((item.session, _done(op, found)))
+        return fresh
 
-    def _answer_recorded(self, item: Pending, found: StepRecord, kind: StepKind, fx: Effects) -> bool:
-        """Answers an operation whose step ID is recorded, unless it is an open wait of the
-        same kind (asked for again: its condition is looked at once more)."""
-        op = item.op
-        assert isinstance(op, Wait | Send | SetEvent)
-        assert item.session is not None
-        if found.kind is not kind:
-            message = f"step {op.step_id!r} was recorded as {found.name!r}, now {kind.step_name!r}"
-            fx.rejected.append((item, "non-determinism: " + message))
-        elif found.status is not StepStatus.WAITING:
-            fx.done.append((item.session, _done(op, found)))
-        else:
-            return False
-        return True
-
-    async def _wait(self, conn: Connection, item: Pending, row: Locked, fx: Effects) -> None:
-        ev = item.op
-        assert isinstance(ev, Wait)
-        assert item.session is not None
-        existing = await waits.step(conn, row.seq, ev.step_id)
-        if existing is not None and self._answer_recorded(item, existing, ev.kind, fx):
+    async def _begin_waits(
+        self,
+        conn: Connection,
+        ops: list[tuple[Pending, Locked]],
+        boxes: set[tuple[int, str, str]],
+        ending: list[tuple[int, str, Payload | None, bool]],
+        fx: Effects,
+    ) -> None:
+        if not ops:
             return
-        if existing is not None:
-            wake_at = existing.wake_at
-        else:
-            wake_at = await waits.begin_wait(
-                conn,
+        new = [
+            waits.NewWait(
                 row.seq,
                 ev.step_id,
                 ev.kind,
                 item.session.worker_id,
                 ev.epoch,
-                until=ev.until,
-                seconds=ev.seconds if ev.kind is StepKind.SLEEP else ev.timeout,
-                topic=ev.topic if ev.kind is not StepKind.SLEEP else None,
-                target=ev.target or None,
+                ev.until,
+                ev.seconds if ev.kind is StepKind.SLEEP else ev.timeout,
+                ev.topic if ev.kind is not StepKind.SLEEP else None,
+                ev.target or None,
             )
+            for item, row in ops
+            if isinstance(ev := item.op, Wait) and item.session is not None
+        ]
+        begun = await waits.begin_waits(conn, new)
+        asked_again = [(w.seq, w.step_id) for w in new if (w.seq, w.step_id) not in begun]
+        for wake_at, _ in begun.values():
             if wake_at is not None:
                 fx.timers.append(wake_at)
-        output: Payload | None = None
-        if ev.kind is StepKind.RECV:
-            output = await waits.consume(conn, row.seq, ev.topic, ev.step_id)
-        elif ev.kind is StepKind.GET_EVENT:
-            output = await waits.event(conn, ev.target, ev.topic)
-        if output is not None:
-            await self._end(conn, [(row.seq, ev.step_id, output, False)], fx)
-        elif wake_at is not None and _maybe_due(wake_at) and await waits.is_due(conn, wake_at):
-            await self._end(conn, [(row.seq, ev.step_id, None, ev.kind is not StepKind.SLEEP)], fx)
-        else:
-            fx.waiting.append(ev)
+        # Open waits asked for again keep their first wake time: is it past by now?
+        again = await waits.steps(conn, asked_again)
+        due = await waits.due(conn, [(k[0], k[1], r.wake_at) for k, r in again.items() if r.wake_at])
+        due |= {k for k, (_, passed) in begun.items() if passed}
+        events = await mailboxes.events(
+            conn,
+            [(ev.target, ev.topic) for item, _ in ops if (ev := item.op).kind is StepKind.GET_EVENT],  # type: ignore[union-attr]
+        )
+        recvs = [
+            (row, ev) for item, row in ops if isinstance(ev := item.op, Wait) and ev.kind is StepKind.RECV
+        ]
+        unread = await mailboxes.unread(conn, [(row.seq, ev.topic) for row, ev in recvs])
+        for item, row in ops:
+            ev = item.op
+            assert isinstance(ev, Wait)
+            key = (row.seq, ev.step_id)
+            if ev.kind is StepKind.RECV and (row.seq, ev.topic) in unread:
+                boxes.add((row.seq, row.workflow_id, ev.topic))  # paired below, in step order
+                fx.waiting.append(ev)
+            elif ev.kind is StepKind.GET_EVENT and (ev.target, ev.topic) in events:
+                ending.append((row.seq, ev.step_id, events[(ev.target, ev.topic)], False))
+            elif key in due:
+                ending.append((row.seq, ev.step_id, None, ev.kind is not StepKind.SLEEP))
+            else:
+                fx.waiting.append(ev)
 
-    async def _send(self, conn: Connection, item: Pending, locked: dict[str, Locked], fx: Effects) -> None:
-        ev = item.op
-        assert isinstance(ev, Send)
-        sender = locked.get(ev.workflow_id) if item.session is not None else None
-        if sender is not None and await self._recorded(conn, item, sender, StepKind.SEND, fx):
-            return
-        dest = locked.get(ev.destination)
-        outcome: bool | CoordinatorError
-        if dest is None:
-            outcome = NotFound(f"workflow {ev.destination!r} does not exist")
-        elif dest.status.done and not (
-            ev.idempotency_key and await waits.has_message(conn, dest.seq, ev.idempotency_key)
-        ):
-            outcome = FailedPrecondition(
-                f"workflow {ev.destination!r} is already {dest.status.value}; nothing would read the message"
-            )
-        else:
-            inserted = await waits.send(conn, dest.seq, ev.topic, ev.message, ev.idempotency_key)
-            outcome = not inserted
-            if inserted and not dest.status.done:
-                step_id = await waits.waiting_recv(conn, dest.seq, ev.topic)
-                if step_id is not None:
-                    message = await waits.consume(conn, dest.seq, ev.topic, step_id)
-                    await self._end(conn, [(dest.seq, step_id, message, False)], fx)
-        if sender is None:
+    async def _send(
+        self,
+        conn: Connection,
+        items: list[Pending],
+        locked: dict[str, Locked],
+        boxes: set[tuple[int, str, str]],
+        fx: Effects,
+    ) -> None:
+        """Client sends and workflow sends alike: into the mailboxes, and paired below."""
+        deliver: list[tuple[Pending, Locked]] = []
+        seen: set[tuple[int, str]] = set()
+        duplicate_in_batch: set[int] = set()
+        for item in items:
+            ev = item.op
+            assert isinstance(ev, Send)
+            dest = locked.get(ev.destination)
+            if dest is None:
+                self._sent(item, NotFound(f"workflow {ev.destination!r} does not exist"), fx)
+            elif dest.status.done and not (
+                ev.idempotency_key and await mailboxes.has_key(conn, dest.seq, ev.idempotency_key)
+            ):
+                self._sent(
+                    item,
+                    FailedPrecondition(
+                        f"workflow {ev.destination!r} is already {dest.status.value}; "
+                        "nothing would read the message"
+                    ),
+                    fx,
+                )
+            else:
+                if ev.idempotency_key:
+                    if (dest.seq, ev.idempotency_key) in seen:
+                        duplicate_in_batch.add(id(item))
+                    seen.add((dest.seq, ev.idempotency_key))
+                deliver.append((item, dest))
+        dropped = await mailboxes.send(
+            conn,
+            [(dest.seq, item.op.topic, item.op.message, item.op.idempotency_key) for item, dest in deliver],  # type: ignore[union-attr]
+        )
+        for (item, dest), duplicate in zip(deliver, dropped, strict=True):
+            ev = item.op
+            assert isinstance(ev, Send)
+            duplicate = duplicate or id(item) in duplicate_in_batch
+            if not duplicate and not dest.status.done:
+                boxes.add((dest.seq, dest.workflow_id, ev.topic))
+            self._sent(item, duplicate, fx)
+
+    def _sent(self, item: Pending, outcome: bool | CoordinatorError, fx: Effects) -> None:
+        """A send's outcome: for a client its answer, for a workflow its recorded step."""
+        if item.session is None:
             assert item.future is not None
             fx.answers.append((item.future, outcome))
             return
-        assert item.session is not None
+        ev = item.op
+        assert isinstance(ev, Send)
         error = _error(outcome) if isinstance(outcome, CoordinatorError) else None
-        await waits.record_done(
-            conn, sender.seq, ev.step_id, StepKind.SEND, item.session.worker_id, ev.epoch, None, error
-        )
         fx.done.append((item.session, StepDone(ev.workflow_id, ev.epoch, ev.step_id, None, error, False)))
 
-    async def _set_event(self, conn: Connection, item: Pending, row: Locked, fx: Effects) -> None:
-        ev = item.op
-        assert isinstance(ev, SetEvent)
-        assert item.session is not None
-        if await self._recorded(conn, item, row, StepKind.SET_EVENT, fx):
+    async def _set_events(
+        self,
+        conn: Connection,
+        ops: list[tuple[Pending, Locked]],
+        ending: list[tuple[int, str, Payload | None, bool]],
+        fx: Effects,
+    ) -> None:
+        if not ops:
             return
-        await waits.set_event(conn, row.seq, ev.key, ev.value)
-        waiters = await waits.event_waiters(conn, row.workflow_id, ev.key)
+        latest: dict[tuple[int, str], tuple[str, Payload]] = {}  # the last one of a batch wins
+        for item, row in ops:
+            ev = item.op
+            assert isinstance(ev, SetEvent)
+            assert item.session is not None
+            latest[(row.seq, ev.key)] = (row.workflow_id, ev.value)
+            fx.done.append((item.session, StepDone(ev.workflow_id, ev.epoch, ev.step_id, None, None, False)))
+        await mailboxes.set_events(conn, [(seq, key, value) for (seq, key), (_, value) in latest.items()])
+        values = {(workflow_id, key): value for (_, key), (workflow_id, value) in latest.items()}
+        waiters = await mailboxes.event_waiters(conn, list(values))
         if waiters:
-            # Locked after the setter: a rare deadlock with another setter is retried.
-            await waits.lock_seqs(conn, {seq for seq, _ in waiters})
-            await self._end(conn, [(seq, step_id, ev.value, False) for seq, step_id in waiters], fx)
-        await waits.record_done(
-            conn, row.seq, ev.step_id, StepKind.SET_EVENT, item.session.worker_id, ev.epoch, None, None
-        )
-        fx.done.append((item.session, StepDone(ev.workflow_id, ev.epoch, ev.step_id, None, None, False)))
-        fx.events.append((row.workflow_id, ev.key, ev.value))
+            # Locked after the setters: a rare deadlock with other setters is retried.
+            await waits.lock_seqs(conn, {w[0] for w in waiters})
+            ending.extend(
+                (seq, step_id, values[(target, key)], False) for seq, step_id, target, key in waiters
+            )
+        fx.events.extend((workflow_id, key, value) for (workflow_id, key), value in values.items())
+
+    async def _record_done(self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects) -> None:
+        """Records the send and set_event steps with the outcomes just given them."""
+        errors = {(d.workflow_id, d.step_id): d.error for _, d in fx.done}
+        done = []
+        for item, row in ops:
+            op = item.op
+            assert isinstance(op, Send | SetEvent)
+            assert item.session is not None
+            error = errors.get((op.workflow_id, op.step_id))
+            done.append(waits.Done(row.seq, op.step_id, _kind(op), item.session.worker_id, op.epoch, error))
+        await waits.record_done(conn, done)
 
     async def _suspend(
         self, conn: Connection, items: list[Pending], locked: dict[str, Locked], fx: Effects
@@ -355,8 +434,6 @@ class Waits:
             await self._hints.publish(conn, hint.WAKE, remote)
         if fx.woken:
             await self._hints.publish(conn, hint.READY, sorted(set(fx.woken)))
-        if fx.timers:
-            await self._hints.publish(conn, hint.TIMER, [min(fx.timers).timestamp()])
         if fx.events:
             await self._hints.publish(conn, hint.EVENT, [[w, k] for w, k, _ in fx.events])
         if fx.timed_out:
@@ -448,14 +525,12 @@ class Waits:
             if not due:
                 return 0
             await waits.lock_seqs(conn, {seq for seq, _ in due})
-            taken = await timers.take(conn, due)
-            open_waits = await timers.open_waits(conn, [k for k in taken if k[1]])
-            ending = [
-                (seq, step_id, None, kind is not StepKind.SLEEP)
-                for (seq, step_id), kind in open_waits.items()
-            ]
-            await self._end(conn, ending, fx)
-            fx.timed_out = await timers.time_out(conn, [seq for seq, step_id in taken if not step_id])
+            taken, ended, woken = await timers.take(conn, due)
+            fx.ended.extend(ended)
+            fx.woken.extend(woken)
+            deadlines = [seq for seq, step_id in taken if not step_id]
+            if deadlines:
+                fx.timed_out = await timers.time_out(conn, deadlines)
             await self._publish(conn, fx)
         self._deliver(fx)
         return len(taken)
@@ -501,14 +576,18 @@ class Waits:
             self._workflow_waiters.notify(workflow_id)
 
 
+def _kind(op: Wait | Send | SetEvent) -> StepKind:
+    return op.kind if isinstance(op, Wait) else StepKind.SEND if isinstance(op, Send) else StepKind.SET_EVENT
+
+
+def _step_id(item: Pending) -> str:
+    op = item.op
+    assert isinstance(op, Wait | Send | SetEvent)
+    return op.step_id
+
+
 def _abandon_message(workflow_id: str, epoch: int) -> Abandon:
     return Abandon(workflow_id, epoch, AbandonReason.TIMED_OUT, f"workflow {workflow_id!r} timed out")
-
-
-def _maybe_due(wake_at: datetime) -> bool:
-    """Whether ``wake_at`` may have passed (the database's clock decides; this one only
-    saves asking it about waits that are clearly in the future)."""
-    return wake_at <= datetime.now(UTC) + timedelta(seconds=1)
 
 
 def _error(exc: CoordinatorError) -> ErrorInfo:

@@ -271,6 +271,8 @@ class Execution:
 
     def _update_idle(self) -> None:
         """Idle: blocked on open waits only (no step body, result or operation in flight)."""
+        if not self._waits and not self._idle:
+            return  # the common case, on every step: nothing to wait on, nothing to undo
         idle = (
             bool(self._waits)
             and not self.stopped
@@ -331,18 +333,24 @@ async def run_step(
             assert recorded.error is not None
             raise _serde.rebuild(recorded.error)
         attempt = recorded.attempts + 1  # RUNNING: that attempt was interrupted
-    ex.check_running()
+    if ex.stopped or ex.fatal is not None:
+        ex.check_running()
     policy = defn.retry
     while True:
         if not ex.link.lease_current():
             await ex.link.lease_held()
-        ex.check_running()
+            ex.check_running()
         ex.link.send(StepStart(ex.workflow_id, ex.epoch, step_id, defn.name, attempt))
         token = SCOPE.set(None)  # inside a step body, steps are plain calls
         step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))
         ex.body_started()
         try:
-            value = await _body(defn, args, kwargs, step_id, attempt)
+            if defn.timeout is not None:
+                value = await _timed(defn, args, kwargs, step_id, attempt)
+            elif defn.is_coroutine:
+                value = await defn.fn(*args, **kwargs)
+            else:
+                value = await asyncio.to_thread(defn.fn, *args, **kwargs)
             failure: Exception | None = None
         except Exception as exc:
             failure = exc
@@ -369,14 +377,13 @@ async def run_step(
     return _serde.decode(data)
 
 
-async def _body(
+async def _timed(
     defn: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str, attempt: int
 ) -> Any:
-    """Runs one attempt of a step body, within its timeout (the attempt fails with
-    TimeoutError when it runs out; a body in a thread keeps running in the background)."""
+    """Runs one attempt of a step body within its timeout: the attempt fails with
+    TimeoutError when it runs out (a body in a thread keeps running in the background)."""
+    assert defn.timeout is not None
     call = defn.fn(*args, **kwargs) if defn.is_coroutine else asyncio.to_thread(defn.fn, *args, **kwargs)
-    if defn.timeout is None:
-        return await call
     try:
         return await asyncio.wait_for(call, defn.timeout)
     except TimeoutError:

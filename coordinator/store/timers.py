@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from coordinator.models import StepKind, WorkflowRecord
+from coordinator.models import WorkflowRecord
 from coordinator.store import conditions, rows
 from coordinator.store.database import Connection
+from coordinator.store.waits import Ended
 
 _DUE = """
 SELECT workflow_seq, step_id FROM timers WHERE due_at <= clock_timestamp()
@@ -26,17 +27,42 @@ async def due(conn: Connection, limit: int) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in await conn.fetch(_DUE, limit)]
 
 
-_TAKE = """
-DELETE FROM timers t USING unnest($1::bigint[], $2::text[]) AS k(seq, step_id)
-WHERE t.workflow_seq = k.seq AND t.step_id = k.step_id AND t.due_at <= clock_timestamp()
-RETURNING t.workflow_seq, t.step_id
+_TAKE = f"""
+WITH taken AS (
+    DELETE FROM timers t USING unnest($1::bigint[], $2::text[]) AS k(seq, step_id)
+    WHERE t.workflow_seq = k.seq AND t.step_id = k.step_id AND t.due_at <= clock_timestamp()
+    RETURNING t.workflow_seq, t.step_id
+),
+-- A sleep ends; a recv or get_event times out (if it still waits, in an unfinished workflow).
+ended AS (
+    UPDATE steps s
+    SET status = 'SUCCEEDED', timed_out = s.kind <> 'sleep', completed_at = clock_timestamp()
+    FROM taken k, workflows w
+    WHERE s.workflow_seq = k.workflow_seq AND s.step_id = k.step_id AND s.status = 'WAITING'
+      AND w.seq = k.workflow_seq AND {conditions.unfinished("w")}
+    RETURNING s.workflow_seq, s.step_id, s.timed_out, w.workflow_id
+),
+woken AS (
+    UPDATE workflows w SET suspended = false, updated_at = now()
+    WHERE w.seq IN (SELECT workflow_seq FROM ended) AND w.suspended
+    RETURNING w.name
+)
+SELECT 't', workflow_seq, step_id, NULL::bool, NULL FROM taken
+UNION ALL SELECT 'e', workflow_seq, step_id, timed_out, workflow_id FROM ended
+UNION ALL SELECT 'w', NULL, NULL, NULL, name FROM woken
 """
 
 
-async def take(conn: Connection, keys: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Deletes the given timers if they are still there; returns those this call took."""
+async def take(
+    conn: Connection, keys: Sequence[tuple[int, str]]
+) -> tuple[list[tuple[int, str]], list[Ended], list[str]]:
+    """Takes the given timers if they are still there (their workflows locked by the
+    caller) and ends the waits they are for, in one statement. Returns the timers taken,
+    the waits that ended, and the names of suspended workflows that woke."""
     result = await conn.fetch(_TAKE, [k[0] for k in keys], [k[1] for k in keys])
-    return [(r[0], r[1]) for r in result]
+    taken = [(r[1], r[2]) for r in result if r[0] == "t"]
+    ended = [Ended(r[1], r[4], r[2], None, r[3]) for r in result if r[0] == "e"]
+    return taken, ended, [r[4] for r in result if r[0] == "w"]
 
 
 _NEXT = "SELECT min(due_at) FROM timers"
@@ -46,19 +72,6 @@ async def next_due(conn: Connection) -> datetime | None:
     """The earliest due time of all timers (one probe of the due_at index)."""
     at: datetime | None = await conn.fetchval(_NEXT)
     return at
-
-
-_WAIT_KINDS = """
-SELECT s.workflow_seq, s.step_id, s.kind FROM steps s
-JOIN unnest($1::bigint[], $2::text[]) AS k(seq, step_id) ON s.workflow_seq = k.seq AND s.step_id = k.step_id
-WHERE s.status = 'WAITING'
-"""
-
-
-async def open_waits(conn: Connection, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], StepKind]:
-    """Which of the given steps still wait, and of what kind."""
-    result = await conn.fetch(_WAIT_KINDS, [k[0] for k in keys], [k[1] for k in keys])
-    return {(r[0], r[1]): StepKind(r[2]) for r in result}
 
 
 _TIME_OUT = f"""

@@ -1,4 +1,4 @@
-"""Statements about durable waits, messages and events (migration 0005).
+"""Statements about durable waits and the steps the coordinator records itself (0005).
 
 Every transaction here first locks the workflows rows it concerns (``lock``), in
 workflow_id order, and only then reads or writes their steps, messages, events and timers.
@@ -6,6 +6,9 @@ Ending a wait and suspending a workflow both hold that lock: a wait that ends wh
 workflow is being suspended either ended first (the suspension sees it and leaves the
 workflow ready) or waits for the suspension and clears the flag it set. The checks that
 decide run in statements after the lock, so that they see what the lock waited for.
+
+Each statement takes a whole batch (arrays, unnest), so that a batch of waits costs a few
+statements whatever its size.
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ class Ended:
     timed_out: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NewWait:
+    """A wait to record: SLEEP until ``until`` or ``seconds`` from now; RECV on ``topic``;
+    GET_EVENT of ``target``'s ``topic``; for the last two, ``seconds`` is the timeout."""
+
+    seq: int
+    step_id: str
+    kind: StepKind
+    worker_id: str
+    epoch: int
+    until: datetime | None
+    seconds: float | None
+    topic: str | None
+    target: str | None
+
+
 _LOCK_COLUMNS = "seq, workflow_id, name, status, owner_id, epoch, suspended"
 _LOCK_BY_ID = f"""
 SELECT {_LOCK_COLUMNS} FROM workflows WHERE workflow_id = ANY($1::text[])
@@ -74,150 +93,132 @@ async def lock_seqs(conn: Connection, seqs: Iterable[int]) -> dict[int, Locked]:
     return {r[0]: _locked(r) for r in found}
 
 
-# --- recording a step the coordinator carries out -----------------------------------------
-
-_STEP = f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE workflow_seq = $1 AND step_id = $2"
+_EXISTS = "SELECT true FROM workflows WHERE workflow_id = $1"
 
 
-async def step(conn: Connection, seq: int, step_id: str) -> StepRecord | None:
-    row = await conn.fetchrow(_STEP, seq, step_id)
-    return rows.step(row) if row is not None else None
+async def exists(conn: Connection, workflow_id: str) -> bool:
+    return bool(await conn.fetchval(_EXISTS, workflow_id))
 
 
-_BEGIN_WAIT = """
-INSERT INTO steps (workflow_seq, step_id, name, status, kind, attempts, worker_id, epoch,
-                   started_at, wake_at, wait_topic, wait_target)
-VALUES ($1, $2, $3, 'WAITING', $4, 1, $5, $6, clock_timestamp(),
-        -- A sleep's wake time, or a wait's timeout, counted from now (the first run):
-        -- a replay sends the same Wait, finds this row and keeps it.
-        COALESCE($7::timestamptz, clock_timestamp() + make_interval(secs => $8::float8)),
-        $9, $10)
-RETURNING wake_at
-"""
-_ADD_TIMER = """
-INSERT INTO timers (workflow_seq, step_id, due_at) VALUES ($1, $2, $3)
-ON CONFLICT (workflow_seq, step_id) DO NOTHING
+# --- the steps of operations ------------------------------------------------------------
+
+_STEPS = f"""
+SELECT k.seq, {rows.step_columns("s")}
+FROM unnest($1::bigint[], $2::text[]) AS k(seq, step_id)
+JOIN steps s ON s.workflow_seq = k.seq AND s.step_id = k.step_id
 """
 
 
-async def begin_wait(
-    conn: Connection,
-    seq: int,
-    step_id: str,
-    kind: StepKind,
-    worker_id: str,
-    epoch: int,
-    *,
-    until: datetime | None,
-    seconds: float | None,
-    topic: str | None,
-    target: str | None,
-) -> datetime | None:
-    """Records a WAITING step and its timer (when it has a wake time); returns that time."""
-    wake_at: datetime | None = await conn.fetchval(
-        _BEGIN_WAIT, seq, step_id, kind.step_name, kind.value, worker_id, epoch, until, seconds, topic, target
+async def steps(conn: Connection, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], StepRecord]:
+    """The recorded steps among (seq, step_id) keys."""
+    if not keys:
+        return {}
+    found = await conn.fetch(_STEPS, [k[0] for k in keys], [k[1] for k in keys])
+    return {(r[0], r[1]): rows.step(r[1:]) for r in found}
+
+
+_BEGIN_WAITS = """
+WITH b AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                         $7::timestamptz[], $8::float8[], $9::text[], $10::text[])
+        AS b(seq, step_id, name, kind, worker_id, epoch, until, seconds, topic, target)
+),
+waiting AS (
+    INSERT INTO steps (workflow_seq, step_id, name, status, kind, attempts, worker_id, epoch,
+                       started_at, wake_at, wait_topic, wait_target)
+    -- A sleep's wake time, or a wait's timeout, counted from now (the first run): a replay
+    -- sends the same Wait, finds this row (the conflict) and keeps it.
+    SELECT seq, step_id, name, 'WAITING', kind, 1, worker_id, epoch, clock_timestamp(),
+           COALESCE(until, clock_timestamp() + make_interval(secs => seconds)), topic, target
+    FROM b
+    ON CONFLICT (workflow_seq, step_id) DO NOTHING
+    RETURNING workflow_seq, step_id, wake_at
+),
+timed AS (
+    INSERT INTO timers (workflow_seq, step_id, due_at)
+    SELECT workflow_seq, step_id, wake_at FROM waiting WHERE wake_at IS NOT NULL
+    ON CONFLICT (workflow_seq, step_id) DO NOTHING
+)
+SELECT workflow_seq, step_id, wake_at, wake_at <= clock_timestamp() FROM waiting
+"""
+
+
+async def begin_waits(
+    conn: Connection, waits: Sequence[NewWait]
+) -> dict[tuple[int, str], tuple[datetime | None, bool]]:
+    """Records WAITING steps and their timers, in one statement, for the step IDs not yet
+    recorded; returns for each of those its wake time and whether that has passed."""
+    if not waits:
+        return {}
+    result = await conn.fetch(
+        _BEGIN_WAITS,
+        [w.seq for w in waits],
+        [w.step_id for w in waits],
+        [w.kind.step_name for w in waits],
+        [w.kind.value for w in waits],
+        [w.worker_id for w in waits],
+        [w.epoch for w in waits],
+        [w.until for w in waits],
+        [w.seconds for w in waits],
+        [w.topic for w in waits],
+        [w.target for w in waits],
     )
-    if wake_at is not None:
-        await conn.execute(_ADD_TIMER, seq, step_id, wake_at)
-    return wake_at
+    return {(r[0], r[1]): (r[2], bool(r[3])) for r in result}
+
+
+_DUE = """
+SELECT k.seq, k.step_id FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS k(seq, step_id, at)
+WHERE k.at <= clock_timestamp()
+"""
+
+
+async def due(conn: Connection, waits: Sequence[tuple[int, str, datetime]]) -> set[tuple[int, str]]:
+    """Which of the open waits (seq, step_id, wake time) have passed their wake time."""
+    if not waits:
+        return set()
+    result = await conn.fetch(_DUE, [w[0] for w in waits], [w[1] for w in waits], [w[2] for w in waits])
+    return {(r[0], r[1]) for r in result}
 
 
 _RECORD_DONE = """
 INSERT INTO steps (workflow_seq, step_id, name, status, kind, attempts, worker_id, epoch,
-                   output, output_encoding, error, started_at, completed_at)
-VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10::jsonb, clock_timestamp(), clock_timestamp())
+                   error, started_at, completed_at)
+SELECT seq, step_id, name, status, kind, 1, worker_id, epoch, error, clock_timestamp(), clock_timestamp()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+            $8::jsonb[])
+    AS b(seq, step_id, name, status, kind, worker_id, epoch, error)
 """
 
 
-async def record_done(
-    conn: Connection,
-    seq: int,
-    step_id: str,
-    kind: StepKind,
-    worker_id: str,
-    epoch: int,
-    output: Payload | None,
-    error: ErrorInfo | None,
-) -> None:
-    """Records a send or set_event step, finished (its caller checked that the ID is free)."""
-    status = StepStatus.FAILED if error is not None else StepStatus.SUCCEEDED
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A send or set_event step, recorded finished (its step ID was checked to be free)."""
+
+    seq: int
+    step_id: str
+    kind: StepKind
+    worker_id: str
+    epoch: int
+    error: ErrorInfo | None
+
+
+async def record_done(conn: Connection, done: Sequence[Done]) -> None:
+    if not done:
+        return
     await conn.execute(
         _RECORD_DONE,
-        seq,
-        step_id,
-        kind.step_name,
-        status.value,
-        kind.value,
-        worker_id,
-        epoch,
-        output.data if output else None,
-        output.encoding if output else None,
-        rows.error_to_json(error),
+        [d.seq for d in done],
+        [d.step_id for d in done],
+        [d.kind.step_name for d in done],
+        [(StepStatus.FAILED if d.error else StepStatus.SUCCEEDED).value for d in done],
+        [d.kind.value for d in done],
+        [d.worker_id for d in done],
+        [d.epoch for d in done],
+        [rows.error_to_json(d.error) for d in done],
     )
 
 
-# --- what ends a wait -------------------------------------------------------------------
-
-_DUE = "SELECT $1::timestamptz <= clock_timestamp()"
-
-
-async def is_due(conn: Connection, wake_at: datetime) -> bool:
-    """Whether ``wake_at`` has passed, by the database's clock (the one that recorded it)."""
-    due: bool = await conn.fetchval(_DUE, wake_at)
-    return due
-
-
-_CONSUME = """
--- The oldest unread message of the topic. Its workflow's row is locked by this
--- transaction, and every consumer locks it first, so no one else can take it meanwhile.
-UPDATE messages SET consumed_by = $3
-WHERE seq = (SELECT seq FROM messages
-             WHERE workflow_seq = $1 AND topic = $2 AND consumed_by IS NULL
-             ORDER BY seq LIMIT 1)
-RETURNING data, encoding
-"""
-
-
-async def consume(conn: Connection, seq: int, topic: str, step_id: str) -> Payload | None:
-    """Marks the oldest unread message of ``topic`` read by ``step_id``; returns it."""
-    row = await conn.fetchrow(_CONSUME, seq, topic, step_id)
-    return Payload(bytes(row[0]), row[1]) if row is not None else None
-
-
-_EVENT = """
-SELECT e.data, e.encoding FROM workflow_events e JOIN workflows w ON w.seq = e.workflow_seq
-WHERE w.workflow_id = $1 AND e.key = $2
-"""
-
-
-async def event(conn: Connection, workflow_id: str, key: str) -> Payload | None:
-    row = await conn.fetchrow(_EVENT, workflow_id, key)
-    return Payload(bytes(row[0]), row[1]) if row is not None else None
-
-
-_WAITING_RECV = """
-SELECT step_id FROM steps
-WHERE workflow_seq = $1 AND status = 'WAITING' AND kind = 'recv' AND wait_topic = $2
-ORDER BY started_at, step_id LIMIT 1
-"""
-
-
-async def waiting_recv(conn: Connection, seq: int, topic: str) -> str | None:
-    """The oldest open recv of ``topic`` in the workflow, if any."""
-    step_id: str | None = await conn.fetchval(_WAITING_RECV, seq, topic)
-    return step_id
-
-
-_EVENT_WAITERS = """
-SELECT s.workflow_seq, s.step_id FROM steps s
-WHERE s.wait_target = $1 AND s.wait_topic = $2 AND s.status = 'WAITING' AND s.kind = 'get_event'
-"""
-
-
-async def event_waiters(conn: Connection, workflow_id: str, key: str) -> list[tuple[int, str]]:
-    """The open get_event waits, in any workflow, for ``workflow_id``'s ``key``."""
-    return [(r[0], r[1]) for r in await conn.fetch(_EVENT_WAITERS, workflow_id, key)]
-
+# --- ending waits -----------------------------------------------------------------------
 
 _END_WAITS = f"""
 WITH r AS (
@@ -235,13 +236,16 @@ ended AS (
 ),
 untimed AS (
     DELETE FROM timers t USING ended e WHERE t.workflow_seq = e.workflow_seq AND t.step_id = e.step_id
+),
+woken AS (
+    -- A suspended workflow whose wait ended is ready again.
+    UPDATE workflows w SET suspended = false, updated_at = now()
+    WHERE w.seq IN (SELECT workflow_seq FROM ended) AND w.suspended
+    RETURNING w.name
 )
-SELECT workflow_seq, step_id, workflow_id FROM ended
-"""
-_WAKE = """
-UPDATE workflows SET suspended = false, updated_at = now()
-WHERE seq = ANY($1::bigint[]) AND suspended
-RETURNING name
+SELECT workflow_seq, step_id, workflow_id, NULL FROM ended
+UNION ALL
+SELECT NULL, NULL, NULL, name FROM woken
 """
 
 
@@ -264,36 +268,12 @@ async def end_waits(
         [e[2].encoding if e[2] else None for e in ending],
         [e[3] for e in ending],
     )
-    ended = [Ended(r[0], r[2], r[1], outputs[(r[0], r[1])][2], outputs[(r[0], r[1])][3]) for r in result]
-    woken = await conn.fetch(_WAKE, list({e.seq for e in ended})) if ended else []
-    return ended, [r[0] for r in woken]
-
-
-# --- messages and events ------------------------------------------------------------------
-
-_SEND = """
-INSERT INTO messages (workflow_seq, topic, data, encoding, idempotency_key)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (workflow_seq, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING seq
-"""
-
-
-async def send(conn: Connection, seq: int, topic: str, message: Payload, key: str | None) -> bool:
-    """Appends a message; returns False when one with the same idempotency key is there."""
-    inserted = await conn.fetchval(_SEND, seq, topic, message.data, message.encoding, key)
-    return inserted is not None
-
-
-_SET_EVENT = """
-INSERT INTO workflow_events (workflow_seq, key, data, encoding) VALUES ($1, $2, $3, $4)
-ON CONFLICT (workflow_seq, key) DO UPDATE
-SET data = EXCLUDED.data, encoding = EXCLUDED.encoding, updated_at = now()
-"""
-
-
-async def set_event(conn: Connection, seq: int, key: str, value: Payload) -> None:
-    await conn.execute(_SET_EVENT, seq, key, value.data, value.encoding)
+    ended = [
+        Ended(r[0], r[2], r[1], outputs[(r[0], r[1])][2], outputs[(r[0], r[1])][3])
+        for r in result
+        if r[0] is not None
+    ]
+    return ended, [r[3] for r in result if r[3] is not None]
 
 
 # --- suspension -------------------------------------------------------------------------
@@ -330,7 +310,7 @@ async def suspend(conn: Connection, waiting: dict[int, set[str]]) -> list[tuple[
     return [(r[0], r[1], r[2]) for r in result]
 
 
-_OPEN_OUTCOMES = f"""
+_ENDED_AMONG = f"""
 SELECT w.workflow_id, s.workflow_seq, {rows.step_columns("s")}
 FROM unnest($1::text[], $2::text[]) AS k(workflow_id, step_id)
 JOIN workflows w ON w.workflow_id = k.workflow_id
@@ -343,20 +323,5 @@ async def ended_among(conn: Connection, keys: Sequence[tuple[str, str]]) -> list
     """Of the waits (workflow_id, step_id) given, those that have ended, with their records."""
     if not keys:
         return []
-    found = await conn.fetch(_OPEN_OUTCOMES, [k[0] for k in keys], [k[1] for k in keys])
+    found = await conn.fetch(_ENDED_AMONG, [k[0] for k in keys], [k[1] for k in keys])
     return [(r[0], rows.step(r[2:])) for r in found]
-
-
-_EXISTS = "SELECT true FROM workflows WHERE workflow_id = $1"
-
-
-async def exists(conn: Connection, workflow_id: str) -> bool:
-    return bool(await conn.fetchval(_EXISTS, workflow_id))
-
-
-_HAS_MESSAGE = "SELECT true FROM messages WHERE workflow_seq = $1 AND idempotency_key = $2"
-
-
-async def has_message(conn: Connection, seq: int, idempotency_key: str) -> bool:
-    """Whether the workflow was sent a message with this idempotency key."""
-    return bool(await conn.fetchval(_HAS_MESSAGE, seq, idempotency_key))
