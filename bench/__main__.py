@@ -2,8 +2,11 @@
 
     python -m bench                 # the full benchmark; writes bench/RESULTS.md
     python -m bench --quick         # tiny sizes (CI smoke), well under a minute
-    python -m bench --only a,b,d    # some workloads: a b c d e f rss
+    python -m bench --only a,b,d    # some workloads: a b c d e f rss g h i (all by default)
+    python -m bench --only g,h,i    # the durable waits: (g) send → recv wake-up, (h) 10k
+                                    # sleeping workflows, (i) 100k suspended
     python -m bench --skip-dbos     # Stepline alone (DBOS is the `bench` extra)
+    python -m bench --skip-stepline # DBOS alone (e.g. --only g,h,i --skip-stepline --quick)
     python -m bench --with-10m      # (f) also at 10M recorded steps (takes minutes)
     python -m bench --profile       # also py-spy the coordinator and worker during (b) runs
     python -m bench --dbos-threads 32   # bound DBOS's thread pool (default: unbounded)
@@ -37,7 +40,7 @@ from bench.postgres import Postgres
 from bench.processes import ROOT
 from bench.stepline_side import Stepline
 from bench.system import System
-from bench.workloads import FULL, ORDER, QUICK, TEN_MILLION, Bench
+from bench.workloads import DEFAULT, FULL, ORDER, QUICK, TEN_MILLION, Bench
 
 log = logging.getLogger("bench")
 
@@ -48,8 +51,13 @@ OUT = ROOT / "bench" / "out"
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI")
-    parser.add_argument("--only", default=",".join(ORDER), help=f"workloads to run, of {','.join(ORDER)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"workloads to run, of {','.join(ORDER)} (default: {','.join(DEFAULT)})",
+    )
     parser.add_argument("--skip-dbos", action="store_true", help="run Stepline only")
+    parser.add_argument("--skip-stepline", action="store_true", help="run DBOS only")
     parser.add_argument("--with-10m", action="store_true", help="(f) also with 10M recorded steps")
     parser.add_argument("--profile", action="store_true", help="py-spy Stepline's processes during (b)")
     parser.add_argument(
@@ -66,10 +74,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workloads {', '.join(sorted(unknown))}; choose from {', '.join(ORDER)}")
     args.only = only
+    if args.skip_dbos and args.skip_stepline:
+        parser.error("--skip-dbos and --skip-stepline leave nothing to run")
     if args.results is None:
         if args.quick:
             args.results = OUT / "RESULTS-quick.md"
-        elif only != set(ORDER):
+        elif not set(DEFAULT) <= only or args.skip_stepline:
             args.results = OUT / "RESULTS-partial.md"
         else:
             args.results = RESULTS
@@ -92,7 +102,12 @@ async def run(args: argparse.Namespace) -> int:
         log.warning("dbos is not installed (pip install -e '.[bench]'): running Stepline only")
         with_dbos = False
     if not with_dbos:
+        if args.skip_stepline:
+            log.error("--skip-stepline, and DBOS is not installed: nothing to run")
+            return 2
         results.details.append("DBOS was not run (--skip-dbos, or the dbos package is not installed).")
+    if args.skip_stepline:
+        results.details.append("Stepline was not run (--skip-stepline).")
 
     pg = await Postgres.start(args.database_url)
     systems: list[System] = []
@@ -103,10 +118,11 @@ async def run(args: argparse.Namespace) -> int:
             systems.append(await dbos_side.Dbos.start(pg, out_dir, args.dbos_threads))
             if args.dbos_threads is not None:
                 results.details.append(f"DBOS ran with max_executor_threads={args.dbos_threads}.")
-        stepline = await Stepline.start(pg, out_dir)
-        systems.append(stepline)
+        if not args.skip_stepline:
+            stepline = await Stepline.start(pg, out_dir)
+            systems.append(stepline)
         bench = Bench(systems, sizes, pg, out_dir, results)
-        if args.profile:
+        if args.profile and stepline is not None:
             bench.profile = functools.partial(
                 _profile, stepline, sizes.throughput_workflows, sizes.throughput_steps, out_dir, results
             )

@@ -48,6 +48,16 @@ async def snooze(seconds: float) -> float:
 
 STEPS = flows.Steps(noop=noop, park=park, snooze=snooze)
 
+# DBOS.recv needs a timeout: one far longer than any run stands for "until a message comes".
+FOREVER = 7 * 24 * 3600.0
+
+
+async def _recv() -> Any:
+    return await DBOS.recv_async(timeout_seconds=FOREVER)
+
+
+WAITS = flows.Waits(recv=_recv, sleep=DBOS.sleep_async)
+
 
 @DBOS.workflow(name="bench.sequential")
 async def sequential(n: int) -> list[float]:
@@ -74,8 +84,20 @@ async def idle(seconds: float) -> float:
     return await flows.idle(STEPS, seconds)
 
 
+@DBOS.workflow(name="bench.receive")
+async def receive(n: int, marks: str) -> int:
+    return await flows.receive(WAITS, n, marks)
+
+
+@DBOS.workflow(name="bench.nap")
+async def nap(i: int, seconds: float, marks: str) -> int:
+    return await flows.nap(WAITS, i, seconds, marks)
+
+
 # Started in the background and kept referenced until they end.
 _background: set[asyncio.Task[Any]] = set()
+# The handles of the last "naps" command's workflows, for "naps_done".
+_naps: list[Any] = []
 
 
 async def _run_sequential(runs: int, steps: int) -> dict[str, Any]:
@@ -109,18 +131,55 @@ async def _start_resumable(n: int, marks: str, workflow_id: str) -> dict[str, An
     return {"workflow_id": workflow_id}
 
 
+async def _start_many(count: int, workflow: Any, *args: Any, numbered: bool = False) -> list[Any]:
+    """``count`` workflows started 500 at a time; with ``numbered`` each gets its index first."""
+    handles: list[Any] = []
+    for first in range(0, count, 500):
+        batch = range(first, min(first + 500, count))
+        handles += await asyncio.gather(
+            *(DBOS.start_workflow_async(workflow, *((i, *args) if numbered else args)) for i in batch)
+        )
+    return handles
+
+
 async def _start_idle(count: int, seconds: float, timeout: float) -> dict[str, Any]:
     global _snoozing_target
     before = _snoozing
     _snoozing_target = before + count
     _all_snoozing.clear()
-    handles = []
-    for first in range(0, count, 500):
-        batch = min(500, count - first)
-        handles += await asyncio.gather(*(DBOS.start_workflow_async(idle, seconds) for _ in range(batch)))
+    handles = await _start_many(count, idle, seconds)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(_all_snoozing.wait(), timeout)
     return {"started": len(handles), "in_flight": _snoozing - before}
+
+
+async def _start_receive(n: int, marks: str, workflow_id: str) -> dict[str, Any]:
+    with SetWorkflowID(workflow_id):
+        await DBOS.start_workflow_async(receive, n, marks)
+    return {}
+
+
+async def _send(workflow_id: str, message: Any) -> dict[str, Any]:
+    sent_at = time.time()  # just before the send call, as the Stepline driver does
+    await DBOS.send_async(workflow_id, message)
+    return {"sent_at": sent_at}
+
+
+async def _start_naps(count: int, seconds: float, marks: str) -> dict[str, Any]:
+    _naps[:] = await _start_many(count, nap, seconds, marks, numbered=True)
+    return {}
+
+
+async def _naps_done() -> dict[str, Any]:
+    await asyncio.gather(*(h.get_result() for h in _naps))
+    _naps.clear()
+    return {}
+
+
+async def _block(count: int) -> dict[str, Any]:
+    """``count`` workflows waiting in recv for a message that never comes."""
+    await _start_many(count, receive, 1, "")
+    return {}
 
 
 async def _answer(command: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +194,16 @@ async def _answer(command: dict[str, Any]) -> dict[str, Any]:
         return await _start_resumable(command["n"], command["marks"], command["workflow_id"])
     if kind == "idle":
         return await _start_idle(command["count"], command["seconds"], command["timeout"])
+    if kind == "start_receive":
+        return await _start_receive(command["n"], command["marks"], command["workflow_id"])
+    if kind == "send":
+        return await _send(command["workflow_id"], command["message"])
+    if kind == "naps":
+        return await _start_naps(command["count"], command["seconds"], command["marks"])
+    if kind == "naps_done":
+        return await _naps_done()
+    if kind == "block":
+        return await _block(command["count"])
     if kind == "ping":
         return {}
     raise ValueError(f"unknown command {kind!r}")

@@ -7,7 +7,8 @@ start a new one: the restart is part of its recovery time.
 
 The workloads that start workflows run in one long-lived app process (executor
 ``bench-main``); the recovery workloads use their own executor ID, so a restart there
-never recovers anything of the main process.
+never recovers anything of the main process. DBOS has durable sleep and send/recv, but a
+waiting workflow stays in its process's memory: there is no suspension.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,16 @@ from bench import fill, resources
 from bench.postgres import Postgres
 from bench.processes import Child, spawn
 from bench.resources import PidSource
-from bench.system import Recovery, recovery_from_marks, wait_for_mark
+from bench.system import MarksWatch, Recovery, recovery_from_marks, wait_for_mark
+
+log = logging.getLogger("bench")
 
 DATABASE = "dbos_bench"
+# Before each send: time for recv, called just after the "wait" mark, to be waiting (its
+# setup is three statements in DBOS's thread pool).
+RECV_SETTLE = 0.05
+# (i): ten times what blocking FULL's 5k takes here.
+BLOCK_TIMEOUT = 600.0
 
 
 def available() -> bool:
@@ -37,6 +47,7 @@ def available() -> bool:
 
 class Dbos:
     label = "DBOS"
+    suspends = False
 
     def __init__(
         self, pg: Postgres, url: str, app: Child, out_dir: Path, max_threads: int | None, name: str
@@ -147,6 +158,65 @@ class Dbos:
         await self.command("idle", count=count, seconds=3600.0, timeout=600.0)
         return {"worker": resources.rss_bytes(self.app.pid) or 0, "worker before": before}
 
+    # --- durable waits ----------------------------------------------------------------------
+
+    async def wakeups(self, messages: int, fresh: int, marks_dir: Path) -> dict[str, list[float]]:
+        """In memory only: DBOS cannot suspend a workflow (``fresh`` is not used)."""
+        marks = marks_dir / "dbos-wake-in-memory.marks"
+        watch = MarksWatch(marks)
+        workflow_id = f"wake-{time.time_ns()}"
+        await self.command("start_receive", n=messages, marks=str(marks), workflow_id=workflow_id)
+        latencies = []
+        for i in range(messages):
+            await watch.wait("wait", i + 1, timeout=30)
+            await asyncio.sleep(RECV_SETTLE)
+            sent_at: float = (await self.command("send", workflow_id=workflow_id, message=i))["sent_at"]
+            received = await watch.wait("recv", i + 1, timeout=30)
+            latencies.append(received.at - sent_at)
+        conn = await asyncpg.connect(self.url)
+        try:
+            await _wait_success(conn, workflow_id)
+        finally:
+            await conn.close()
+        return {"in memory": latencies}
+
+    async def sleepers(
+        self,
+        count: int,
+        seconds: float,
+        marks: Path,
+        asleep: Callable[[], Awaitable[None]],
+        woken: Callable[[], Awaitable[None]],
+    ) -> None:
+        await self.command("naps", count=count, seconds=seconds, marks=str(marks))
+        await asleep()
+        await woken()
+        await self.command("naps_done")
+
+    async def suspended_rss(self, count: int) -> dict[str, int]:
+        """``count`` workflows blocked in ``DBOS.recv``, in the app process's memory."""
+        conn = await asyncpg.connect(self.url)
+        try:
+            already = await _blocked(conn)
+            before = resources.rss_bytes(self.app.pid) or 0
+            await self.command("block", count=count)
+            started = time.monotonic()
+            reported = started
+            while (found := await _blocked(conn) - already) < count:
+                if time.monotonic() - started > BLOCK_TIMEOUT:
+                    raise TimeoutError(
+                        f"{found} of {count} DBOS workflows blocked in recv after {BLOCK_TIMEOUT} s"
+                    )
+                if time.monotonic() - reported > 10:
+                    reported = time.monotonic()
+                    log.info(
+                        "(i) DBOS: %d of %d blocked in recv after %.0f s", found, count, reported - started
+                    )
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        return {"worker": resources.rss_bytes(self.app.pid) or 0, "worker before": before}
+
     def cpu_groups(self) -> dict[str, PidSource]:
         return {"worker": lambda: [self.app.pid]}
 
@@ -162,6 +232,16 @@ async def _spawn_app(url: str, executor_id: str, log: Path, max_threads: int | N
         stdin=True,
     )
     return app
+
+
+async def _blocked(conn: Any) -> int:
+    """bench.receive workflows waiting in recv: its setup ends by recording the timeout as a
+    durable sleep (an operation named DBOS.sleep), after it registered for the message."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM dbos.workflow_status w JOIN dbos.operation_outputs o USING (workflow_uuid) "
+        "WHERE w.name = 'bench.receive' AND w.status = 'PENDING' AND o.function_name = 'DBOS.sleep'"
+    )
+    return count
 
 
 async def _wait_success(conn: Any, workflow_id: str, timeout: float = 60.0) -> None:

@@ -1,8 +1,9 @@
 """The benchmark's workflow bodies, written once and run by both systems.
 
 Each system wraps these in its own decorators (``bench/stepline_worker.py``,
-``bench/dbos_app.py``) and passes its step functions in as ``Steps``, so both run the
-same code around the same no-op steps. Timings measured inside a workflow use
+``bench/stepline_waits.py``, ``bench/dbos_app.py``) and passes its step functions in as
+``Steps`` and its durable waits as ``Waits``, so both run the same code around the same
+no-op steps and waits. Timings measured inside a workflow use
 ``time.perf_counter``; events other processes must compare (a kill, a resume) are
 written to a marks file with ``time.time()``.
 """
@@ -15,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,14 @@ class Steps:
     noop: Callable[[int], Awaitable[int]]
     park: Callable[[str], Awaitable[str]]
     snooze: Callable[[float], Awaitable[float]]
+
+
+@dataclass(frozen=True)
+class Waits:
+    """One system's durable waits, called from workflow code."""
+
+    recv: Callable[[], Awaitable[Any]]  # the next message (any topic-less one), however long it takes
+    sleep: Callable[[float], Awaitable[None]]
 
 
 # --- marks: timestamps that cross processes ----------------------------------------------
@@ -46,15 +56,41 @@ def mark(path: str, event: str) -> None:
         os.close(fd)
 
 
-def read_marks(path: Path) -> list[Mark]:
-    if not path.exists():
-        return []
+def _parse(lines: list[str]) -> list[Mark]:
     marks = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         parts = line.split()
         if len(parts) == 3:
             marks.append(Mark(parts[0], int(parts[1]), float(parts[2])))
     return marks
+
+
+def read_marks(path: Path) -> list[Mark]:
+    if not path.exists():
+        return []
+    return _parse(path.read_text().splitlines())
+
+
+class MarksTail:
+    """Reads a marks file as it grows: each ``read()`` returns the marks added since the last.
+
+    For files that tens of thousands of workflows write to, which reading whole on every
+    poll would make the harness busy while it measures.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def read(self) -> list[Mark]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line being written is read next time
+        self._offset += end
+        return _parse(data[:end].decode().splitlines())
 
 
 # --- step bodies -------------------------------------------------------------------------
@@ -125,3 +161,27 @@ async def resumable(steps: Steps, n: int, marks: str) -> int:
 async def idle(steps: Steps, seconds: float) -> float:
     """In flight for ``seconds``: one step that sleeps."""
     return await steps.snooze(seconds)
+
+
+async def receive(waits: Waits, n: int, marks: str) -> int:
+    """(g, i) n messages received one after another.
+
+    Marks "wait" just before each recv and "recv" as soon as it returns (nothing when
+    ``marks`` is empty). A workflow resumed from suspension runs from the top again: its
+    replay marks "wait" once more, then its recorded messages are received at once.
+    """
+    for _ in range(n):
+        if marks:
+            mark(marks, "wait")
+        await waits.recv()
+        if marks:
+            mark(marks, "recv")
+    return n
+
+
+async def nap(waits: Waits, i: int, seconds: float, marks: str) -> int:
+    """(h) One durable sleep: marks "sleep-<i>" just before it and "woke-<i>" as it returns."""
+    mark(marks, f"sleep-{i}")
+    await waits.sleep(seconds)
+    mark(marks, f"woke-{i}")
+    return i

@@ -76,6 +76,15 @@ def number(x: float) -> str:
     return f"{x:.3g}"
 
 
+def count(n: int) -> str:
+    """10000 -> "10k", 1000000 -> "1M"."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
 def _cell(value: float | None, unit: str, note: str) -> str:
     if value is None:
         return note or "not run"
@@ -84,7 +93,7 @@ def _cell(value: float | None, unit: str, note: str) -> str:
 
 
 # Rows are listed in this order of their first word, whatever order the workloads ran in.
-_ORDER = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "RSS", "CPU")
+_ORDER = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "RSS", "CPU", "(g)", "(h)", "(i)")
 
 
 def _rank(row: Row) -> int:

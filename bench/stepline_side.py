@@ -2,16 +2,22 @@
 
 Workflows are started from this (the driver) process through ``Client.start_workflow``
 and run in ``bench.stepline_worker`` processes. One worker serves everything; the
-recovery workloads run a second one so that it can take over from the one killed.
+recovery workloads run a second one so that it can take over from the one killed. The
+durable-wait workloads (g), (h), (i) run their workflows (``bench.stepline_waits``) in a
+worker of their own, started with the ``suspend_after`` each case needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -19,18 +25,27 @@ from bench import fill, resources
 from bench.postgres import Postgres
 from bench.processes import Child, spawn
 from bench.resources import PidSource
-from bench.system import Recovery, recovery_from_marks, wait_for_mark
-from worker_sdk import Client
+from bench.system import MarksWatch, Recovery, recovery_from_marks, wait_for_mark
+from worker_sdk import Client, WorkflowHandle
+
+log = logging.getLogger("bench")
 
 DATABASE = "stepline_bench"
 # Enough room for the in-flight memory workload: a worker never turns work away here.
 WORKER_CAPACITY = 20_000
 # A takeover normally takes milliseconds, and the lease ends a silent worker after 3 s.
 RESUME_TIMEOUT = 20.0
+# suspend_after of the durable-wait workers: far longer than any wait, or at once.
+IN_MEMORY = 3600.0
+AT_ONCE = 0.0
+# Before each in-memory send: time for recv, called just after the "wait" mark, to be waiting.
+RECV_SETTLE = 0.05
+START_BATCH = 500
 
 
 class Stepline:
     label = "Stepline"
+    suspends = True
 
     def __init__(
         self, pg: Postgres, url: str, coordinator: Child, address: str, out_dir: Path, name: str
@@ -42,6 +57,7 @@ class Stepline:
         self.out_dir = out_dir
         self.name = name  # of its database, and the prefix of its logs
         self.workers: list[Child] = []
+        self.waits_worker: Child | None = None  # while a durable-wait workload runs
         self.client = Client(address)
         self._started = 0
 
@@ -71,6 +87,11 @@ class Stepline:
         await self.coordinator.stop()
 
     async def add_worker(self) -> Child:
+        worker = await self._spawn_worker({})
+        self.workers.append(worker)
+        return worker
+
+    async def _spawn_worker(self, env: dict[str, str]) -> Child:
         self._started += 1
         worker, _ = await spawn(
             "bench.stepline_worker",
@@ -78,10 +99,20 @@ class Stepline:
             name=f"worker-{self._started}",
             log=self.out_dir / f"{self.name}-worker-{self._started}.log",
             ready="worker ready",
-            env={"STEPLINE_ADDRESS": self.address, "BENCH_CAPACITY": str(WORKER_CAPACITY)},
+            env={"STEPLINE_ADDRESS": self.address, "BENCH_CAPACITY": str(WORKER_CAPACITY), **env},
         )
-        self.workers.append(worker)
         return worker
+
+    @contextlib.asynccontextmanager
+    async def _waits(self, suspend_after: float) -> AsyncIterator[Child]:
+        """A worker serving the durable-wait workflows, for the length of one workload."""
+        worker = await self._spawn_worker({"BENCH_WAITS": "1", "BENCH_SUSPEND_AFTER": str(suspend_after)})
+        self.waits_worker = worker
+        try:
+            yield worker
+        finally:
+            self.waits_worker = None
+            await worker.stop()
 
     async def twin(self) -> Stepline:
         """Another Stepline like this one, on an empty database of its own."""
@@ -158,9 +189,7 @@ class Stepline:
 
     async def in_flight_rss(self, count: int) -> dict[str, int]:
         before = self._rss()
-        for first in range(0, count, 500):
-            batch = min(500, count - first)
-            await asyncio.gather(*(self.client.start_workflow("bench.idle", 3600.0) for _ in range(batch)))
+        await self._start_many(count, "bench.idle", 3600.0)
         # In flight = its step's start is recorded (the body is sleeping by then).
         conn = await asyncpg.connect(self.url)
         try:
@@ -178,18 +207,126 @@ class Stepline:
         after = self._rss()
         return {**after, **{f"{role} before": rss for role, rss in before.items()}}
 
+    # --- durable waits ----------------------------------------------------------------------
+
+    async def wakeups(self, messages: int, fresh: int, marks_dir: Path) -> dict[str, list[float]]:
+        async with self._waits(IN_MEMORY):
+            in_memory = await self._wake_in_memory(messages, marks_dir / "stepline-wake-in-memory.marks")
+        async with self._waits(AT_ONCE):
+            suspended = await self._wake_suspended(fresh, marks_dir / "stepline-wake-suspended.marks")
+        return {"in memory": in_memory, "suspended": suspended}
+
+    async def _wake_in_memory(self, messages: int, marks: Path) -> list[float]:
+        """One workflow receives ``messages`` messages, each sent once it waits for it."""
+        watch = MarksWatch(marks)
+        handle = await self.client.start_workflow("bench.receive", messages, str(marks))
+        latencies = []
+        for i in range(messages):
+            await watch.wait("wait", i + 1, timeout=30)
+            await asyncio.sleep(RECV_SETTLE)
+            sent_at = time.time()
+            await self.client.send(handle.workflow_id, i)
+            received = await watch.wait("recv", i + 1, timeout=30)
+            latencies.append(received.at - sent_at)
+        await handle.result(timeout=60)
+        return latencies
+
+    async def _wake_suspended(self, fresh: int, marks: Path) -> list[float]:
+        """``fresh`` workflows that each receive one message, sent once all are suspended."""
+        watch = MarksWatch(marks)
+        conn = await asyncpg.connect(self.url)
+        try:
+            already = await _suspended(conn)
+            handles = await self._start_many(fresh, "bench.receive", 1, str(marks))
+            await _wait_suspended(conn, already + fresh, timeout=60)
+        finally:
+            await conn.close()
+        latencies = []
+        for i, handle in enumerate(handles):
+            sent_at = time.time()
+            await self.client.send(handle.workflow_id, i)
+            received = await watch.wait("recv", i + 1, timeout=30)
+            latencies.append(received.at - sent_at)
+        await asyncio.gather(*(h.result(timeout=60) for h in handles))
+        return latencies
+
+    async def sleepers(
+        self,
+        count: int,
+        seconds: float,
+        marks: Path,
+        asleep: Callable[[], Awaitable[None]],
+        woken: Callable[[], Awaitable[None]],
+    ) -> None:
+        async with self._waits(IN_MEMORY):
+            handles = await self._start_many(count, "bench.nap", seconds, str(marks), numbered=True)
+            await asleep()
+            await woken()
+            await asyncio.gather(*(h.result(timeout=600) for h in handles))
+
+    async def suspended_rss(self, count: int) -> dict[str, int]:
+        async with self._waits(AT_ONCE):
+            before = self._rss()
+            conn = await asyncpg.connect(self.url)
+            try:
+                already = await _suspended(conn)
+                await self._start_many(count, "bench.receive", 1, "")
+                await _wait_suspended(conn, already + count, timeout=900)
+            finally:
+                await conn.close()
+            after = self._rss()
+        # They stay suspended in PostgreSQL: nothing will ever send them a message.
+        return {**after, **{f"{role} before": rss for role, rss in before.items()}}
+
+    async def _start_many(
+        self, count: int, workflow: str, *args: Any, numbered: bool = False
+    ) -> list[WorkflowHandle]:
+        """Starts ``count`` workflows, ``START_BATCH`` at a time; with ``numbered`` each
+        gets its index as its first argument."""
+        handles: list[WorkflowHandle] = []
+        for first in range(0, count, START_BATCH):
+            batch = range(first, min(first + START_BATCH, count))
+            handles += await asyncio.gather(
+                *(self.client.start_workflow(workflow, *((i, *args) if numbered else args)) for i in batch)
+            )
+        return handles
+
+    # --- processes --------------------------------------------------------------------------
+
+    def _all_workers(self) -> list[Child]:
+        return [*self.workers, *([self.waits_worker] if self.waits_worker is not None else [])]
+
     def _rss(self) -> dict[str, int]:
         return {
             "coordinator": resources.rss_bytes(self.coordinator.pid) or 0,
-            "worker": sum(resources.rss_bytes(w.pid) or 0 for w in self.workers),
+            "worker": sum(resources.rss_bytes(w.pid) or 0 for w in self._all_workers()),
         }
 
     def cpu_groups(self) -> dict[str, PidSource]:
         return {
             "coordinator": lambda: [self.coordinator.pid],
-            "worker": lambda: [w.pid for w in self.workers],
+            "worker": lambda: [w.pid for w in self._all_workers()],
         }
 
     def profile_targets(self) -> dict[str, int]:
         """The processes worth profiling, by role."""
         return {"coordinator": self.coordinator.pid, "worker": self.workers[0].pid}
+
+
+async def _suspended(conn: Any) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM workflows WHERE suspended AND name = 'bench.receive'"
+    )
+    return count
+
+
+async def _wait_suspended(conn: Any, count: int, *, timeout: float) -> None:
+    """Until ``count`` bench.receive workflows are suspended."""
+    started = reported = time.monotonic()
+    while (found := await _suspended(conn)) < count:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{found} bench.receive workflows suspended, not {count}, after {timeout} s")
+        if time.monotonic() - reported > 10:
+            reported = time.monotonic()
+            log.info("Stepline: %d of %d suspended after %.0f s", found, count, reported - started)
+        await asyncio.sleep(0.05)

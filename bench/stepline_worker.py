@@ -1,8 +1,11 @@
 """A Stepline worker process serving the benchmark workflows.
 
     STEPLINE_ADDRESS=host:port BENCH_CAPACITY=20000 python -m bench.stepline_worker
+    ... BENCH_WAITS=1 BENCH_SUSPEND_AFTER=0 python -m bench.stepline_worker
 
-Prints ``worker ready <id>`` once registered, then serves until killed.
+Prints ``worker ready <id>`` once registered, then serves until killed. With
+``BENCH_WAITS=1`` it serves the durable-wait workflows of ``bench.stepline_waits`` instead,
+with ``suspend_after`` set to ``BENCH_SUSPEND_AFTER`` seconds.
 """
 
 from __future__ import annotations
@@ -62,9 +65,21 @@ async def idle(seconds: float) -> float:
 WORKFLOWS: list[Workflow[Any, Any]] = [sequential, chain, fanout, resumable, idle]
 
 
-async def main() -> None:
+def _worker() -> Worker:
+    address = os.environ["STEPLINE_ADDRESS"]
     capacity = int(os.environ.get("BENCH_CAPACITY", "20000"))
-    async with Worker(os.environ["STEPLINE_ADDRESS"], workflows=WORKFLOWS, capacity=capacity) as worker:
+    if os.environ.get("BENCH_WAITS"):
+        from bench import stepline_waits  # imported only here: it needs the SDK's durable waits
+
+        suspend_after = float(os.environ["BENCH_SUSPEND_AFTER"])
+        return Worker(
+            address, workflows=stepline_waits.WORKFLOWS, capacity=capacity, suspend_after=suspend_after
+        )
+    return Worker(address, workflows=WORKFLOWS, capacity=capacity)
+
+
+async def main() -> None:
+    async with _worker() as worker:
         print(f"worker ready {worker.worker_id}", flush=True)
         await worker.serve_forever()
 

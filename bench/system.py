@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bench.flows import Mark, read_marks
+from bench.flows import Mark, MarksTail, read_marks
 from bench.resources import PidSource
 
 
@@ -39,6 +41,8 @@ class System(Protocol):
     """One durable-execution system, set up and ready, driven by the workloads."""
 
     label: str
+    # Whether a waiting workflow can leave memory, to be brought back when its wait ends.
+    suspends: bool
 
     async def sequential(self, runs: int, steps: int) -> list[float]:
         """Runs ``runs`` workflows of ``steps`` sequential steps, one after another;
@@ -61,6 +65,32 @@ class System(Protocol):
 
     async def in_flight_rss(self, count: int) -> dict[str, int]:
         """Puts ``count`` workflows in flight (each sleeping in a step); returns RSS bytes by role."""
+
+    async def wakeups(self, messages: int, fresh: int, marks_dir: Path) -> dict[str, list[float]]:
+        """send → recv latencies in seconds, from just before the send call to the moment
+        recv returns in the workflow, each message sent once the previous was received.
+        "in memory": ``messages`` messages to one workflow waiting in recv in memory;
+        "suspended" (only if the system ``suspends``): one message to each of ``fresh``
+        workflows once each is suspended in recv."""
+
+    async def sleepers(
+        self,
+        count: int,
+        seconds: float,
+        marks: Path,
+        asleep: Callable[[], Awaitable[None]],
+        woken: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Starts ``count`` workflows that each sleep ``seconds`` durably (``flows.nap``,
+        marking in ``marks``), in memory; awaits ``asleep()`` once all are started, then
+        ``woken()`` (all have woken), and returns when all have finished. Their results
+        are awaited only after ``woken()``, so that awaiting them adds nothing to the
+        wakes measured."""
+
+    async def suspended_rss(self, count: int) -> dict[str, int]:
+        """Puts ``count`` workflows to wait in recv for a message that never comes; once all
+        wait (suspended, if the system ``suspends``) returns RSS bytes by role, and by
+        "<role> before" as they were before the first was started."""
 
     def cpu_groups(self) -> dict[str, PidSource]:
         """The system's own processes by role, for CPU accounting (PostgreSQL is separate)."""
@@ -95,3 +125,30 @@ def recovery_from_marks(
         if m.pid == survivor:
             found.setdefault(m.event, m.at)
     return Recovery(killed_at, found["start"], found["replayed"], found["park"], ready_at)
+
+
+class MarksWatch:
+    """The marks of a growing file by kind (an event's name up to its first "-"), read as
+    they come."""
+
+    def __init__(self, path: Path) -> None:
+        self._tail = MarksTail(path)
+        self.marks: dict[str, list[Mark]] = defaultdict(list)
+
+    def poll(self) -> None:
+        for m in self._tail.read():
+            self.marks[m.event.partition("-")[0]].append(m)
+
+    async def wait(self, kind: str, count: int, *, timeout: float, interval: float = 0.002) -> Mark:
+        """The ``count``-th mark of ``kind``, once it is written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if len(self.marks[kind]) >= count:
+                return self.marks[kind][count - 1]
+            if time.monotonic() > deadline:
+                found = len(self.marks[kind])
+                raise TimeoutError(
+                    f"{found} {kind!r} marks in {self._tail.path}, not {count}, after {timeout} s"
+                )
+            await asyncio.sleep(interval)

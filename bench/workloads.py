@@ -1,4 +1,5 @@
-"""The workloads (a)-(f), memory and CPU, each run on every system present, DBOS first.
+"""The workloads (a)-(f), memory and CPU, each run on every system present, DBOS first;
+the durable-wait workloads (g), (h), (i) are in ``bench/waits.py``.
 
 Each workload turns what the systems measured into rows of the results table and lines
 of details. Sizes come in two presets: the full benchmark and ``--quick`` (for CI).
@@ -15,15 +16,18 @@ from pathlib import Path
 
 from bench.machine import load_average
 from bench.postgres import Postgres
-from bench.report import Results, Target, number
+from bench.report import Results, Target, count, number
 from bench.resources import CpuMeter
 from bench.stats import median, percentile
 from bench.stepline_side import Stepline
 from bench.system import Recovery, System
+from bench.waits import WaitWorkloads
 
 log = logging.getLogger("bench")
 
-ORDER = ("a", "b", "c", "f", "d", "e", "rss")
+ORDER = ("a", "b", "c", "f", "d", "e", "rss", "g", "h", "i")
+# What runs without --only. Not yet the durable waits, until Stepline's side of them runs.
+DEFAULT = ORDER
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class Sizes:
     replay_runs: int
     fill_levels: tuple[int, ...]
     in_flight: int
+    wake_messages: int  # (g) to one workflow in memory
+    wake_fresh: int  # (g) workflows suspended, one message each
+    sleepers: int  # (h)
+    sleep_seconds: float
+    suspended: int  # (i)
+    # (i) where a system cannot suspend (DBOS), this many blocked in recv instead. DBOS's
+    # recv re-checks the database every 60 s per waiter, and its app process here manages
+    # ~150 statements a second: past what it blocks within a minute the re-checks crowd out
+    # the starts (10k: 8k blocked after 2.5 min and 5 CPU minutes; 20k: not in 10 min).
+    blocked_in_memory: int
 
 
 FULL = Sizes(
@@ -61,6 +75,12 @@ FULL = Sizes(
     replay_runs=3,
     fill_levels=(1_000_000,),
     in_flight=10_000,
+    wake_messages=200,
+    wake_fresh=100,
+    sleepers=10_000,
+    sleep_seconds=2.0,
+    suspended=100_000,
+    blocked_in_memory=5_000,
 )
 QUICK = Sizes(
     warmup_runs=1,
@@ -77,6 +97,12 @@ QUICK = Sizes(
     replay_runs=1,
     fill_levels=(10_000,),
     in_flight=100,
+    wake_messages=5,
+    wake_fresh=3,
+    sleepers=50,
+    sleep_seconds=2.0,
+    suspended=100,
+    blocked_in_memory=100,
 )
 TEN_MILLION = 10_000_000
 
@@ -85,16 +111,7 @@ def _this_process() -> list[int]:
     return [os.getpid()]
 
 
-def count(n: int) -> str:
-    """10000 -> "10k", 1000000 -> "1M"."""
-    if n >= 1_000_000 and n % 1_000_000 == 0:
-        return f"{n // 1_000_000}M"
-    if n >= 1000 and n % 1000 == 0:
-        return f"{n // 1000}k"
-    return str(n)
-
-
-class Bench:
+class Bench(WaitWorkloads):
     def __init__(
         self, systems: list[System], sizes: Sizes, pg: Postgres, out_dir: Path, results: Results
     ) -> None:
