@@ -169,6 +169,23 @@ driven by the harness over stdin. Both with their default settings.
 - **CPU** per 1,000 steps during (b): `utime + stime` from `/proc/<pid>/stat` before and
   after, for each process; PostgreSQL is the postmaster and all its children (the whole
   server, both databases). DBOS's worker figure is its application process.
+- **(g)** send → recv: `time.time()` just before the send call (Stepline: `Client.send`
+  in the harness; DBOS: `DBOS.send_async` in its app process) to the moment `recv`
+  returns in the workflow (a marks file). In memory: one workflow receives 200 messages,
+  each sent 50 ms after it marked that it calls `recv` again (so that recv is waiting).
+  Suspended (Stepline only, a worker with `suspend_after=0`): 100 fresh workflows that
+  each receive once, sent one after another once all are `suspended` in its table, so
+  replay never grows. DBOS cannot suspend. Median and p99.
+- **(h)** 10,000 workflows started at once (500 at a time), each calling the durable
+  sleep for 2 s (`DBOS.sleep_async`): lateness is when its code continued minus (when
+  it called sleep + 2 s), both marked in the workflow. CPU as in (b), but per second,
+  over the window from when all have called sleep to 0.1 s before the first is due; not
+  measured when there is no such window of 0.5 s (the starts took longer than the sleep).
+- **(i)** 100,000 workflows waiting in `recv` for a message that never comes, on a
+  Stepline worker with `suspend_after=0`: `VmRSS` before the first start and once all
+  are `suspended`. DBOS, which cannot suspend, with 5,000 blocked in `DBOS.recv` (each
+  waiter re-checks the database every 60 s, which past that many crowds out the starts
+  here), once each has recorded its timeout, as DBOS does when its recv is waiting.
 """
 
 
