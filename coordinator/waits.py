@@ -195,13 +195,9 @@ class Waits:
             await self._set_events(conn, [o for o in fresh if isinstance(o[0].op, SetEvent)], ending, fx)
             await self._record_done(conn, [o for o in fresh if not isinstance(o[0].op, Wait)], fx)
             await self._end(conn, ending, fx)
-            for seq, workflow_id, topic in sorted(boxes):
-                while True:  # each round hands one message to one recv
-                    ended, woken = await mailboxes.pair(conn, seq, workflow_id, topic)
-                    if ended is None:
-                        break
-                    fx.ended.append(ended)
-                    fx.woken.extend([woken] if woken else [])
+            paired, woken = await mailboxes.pair(conn, sorted(boxes))
+            fx.ended += paired
+            fx.woken += woken
             if suspends:
                 await self._suspend(conn, suspends, locked, fx)
             await self._publish(conn, fx)

@@ -1,9 +1,10 @@
 """Statements about workflows' mailboxes (``messages``) and events (``workflow_events``).
 
 As in ``waits.py``, the workflows concerned are locked by the caller's transaction first.
-A message meets its recv in ``pair``: one statement hands the oldest unread message of a
-topic to the oldest open recv of that topic, records it as that step's output and marks
-it read, so that each message is received once and in the order it was sent.
+Messages meet their recvs in ``pair``: one statement hands the oldest unread messages of
+each topic to the oldest open recvs of that topic, one to one, records each as its step's
+output and marks it read, so that each message is received once and in the order it was
+sent.
 """
 
 from __future__ import annotations
@@ -74,46 +75,65 @@ async def unread(conn: Connection, boxes: Sequence[tuple[int, str]]) -> set[tupl
 
 
 _PAIR = f"""
-WITH w AS (
-    SELECT s.step_id FROM steps s
-    WHERE s.workflow_seq = $1 AND s.status = 'WAITING' AND s.kind = 'recv' AND s.wait_topic = $2
-    ORDER BY s.started_at, s.step_id LIMIT 1
+WITH k AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[]) AS k(seq, topic)),
+-- The open recvs of each mailbox, oldest first, in workflows that are not finished.
+w AS (
+    SELECT s.workflow_seq, s.wait_topic AS topic, s.step_id,
+           row_number() OVER (PARTITION BY s.workflow_seq, s.wait_topic ORDER BY s.started_at, s.step_id) AS n
+    FROM k
+    JOIN workflows wf ON wf.seq = k.seq AND {conditions.unfinished("wf")}
+    JOIN steps s ON s.workflow_seq = k.seq AND s.wait_topic = k.topic
+    WHERE s.status = 'WAITING' AND s.kind = 'recv'
 ),
+wanted AS (SELECT workflow_seq, topic, count(*) AS c FROM w GROUP BY workflow_seq, topic),
+-- As many of each mailbox's oldest unread messages as it has open recvs.
 m AS (
-    SELECT seq, data, encoding FROM messages
-    WHERE workflow_seq = $1 AND topic = $2 AND consumed_by IS NULL
-    ORDER BY seq LIMIT 1
+    SELECT wanted.workflow_seq, wanted.topic, x.seq, x.data, x.encoding, x.n
+    FROM wanted CROSS JOIN LATERAL (
+        SELECT seq, data, encoding, row_number() OVER (ORDER BY seq) AS n FROM messages
+        WHERE workflow_seq = wanted.workflow_seq AND topic = wanted.topic AND consumed_by IS NULL
+        ORDER BY seq LIMIT wanted.c
+    ) x
+),
+p AS (
+    SELECT w.workflow_seq, w.step_id, m.seq AS message_seq, m.data, m.encoding
+    FROM w JOIN m ON m.workflow_seq = w.workflow_seq AND m.topic = w.topic AND m.n = w.n
 ),
 ended AS (
     UPDATE steps s
-    SET status = 'SUCCEEDED', output = m.data, output_encoding = m.encoding, completed_at = clock_timestamp()
-    FROM w, m, workflows wf
-    WHERE s.workflow_seq = $1 AND s.step_id = w.step_id AND s.status = 'WAITING'
-      AND wf.seq = $1 AND {conditions.unfinished("wf")}
-    RETURNING s.step_id
+    SET status = 'SUCCEEDED', output = p.data, output_encoding = p.encoding, completed_at = clock_timestamp()
+    FROM p
+    WHERE s.workflow_seq = p.workflow_seq AND s.step_id = p.step_id AND s.status = 'WAITING'
+    RETURNING s.workflow_seq, s.step_id
 ),
 read AS (
-    UPDATE messages SET consumed_by = e.step_id FROM ended e, m WHERE messages.seq = m.seq
+    UPDATE messages SET consumed_by = p.step_id FROM p WHERE messages.seq = p.message_seq
 ),
 untimed AS (
-    DELETE FROM timers t USING ended e WHERE t.workflow_seq = $1 AND t.step_id = e.step_id
+    DELETE FROM timers t USING p WHERE t.workflow_seq = p.workflow_seq AND t.step_id = p.step_id
 ),
 woken AS (
     UPDATE workflows SET suspended = false, updated_at = now()
-    WHERE seq = $1 AND suspended AND EXISTS (SELECT 1 FROM ended)
-    RETURNING name
+    WHERE seq IN (SELECT workflow_seq FROM p) AND suspended
+    RETURNING seq, name
 )
-SELECT e.step_id, m.data, m.encoding, (SELECT name FROM woken) FROM ended e, m
+SELECT p.workflow_seq, p.step_id, p.data, p.encoding, woken.name
+FROM p LEFT JOIN woken ON woken.seq = p.workflow_seq
+ORDER BY p.workflow_seq, p.message_seq
 """
 
 
-async def pair(conn: Connection, seq: int, workflow_id: str, topic: str) -> tuple[Ended | None, str | None]:
-    """Hands the oldest unread message of the topic to the oldest open recv of it, if there
-    are both; returns the recv that ended, and the workflow's name if that woke it."""
-    row = await conn.fetchrow(_PAIR, seq, topic)
-    if row is None:
-        return None, None
-    return Ended(seq, workflow_id, row[0], Payload(bytes(row[1]), row[2]), False), row[3]
+async def pair(conn: Connection, boxes: Sequence[tuple[int, str, str]]) -> tuple[list[Ended], list[str]]:
+    """Hands each of the (seq, workflow_id, topic) mailboxes' oldest unread messages to its
+    oldest open recvs, one message to one recv, in one statement; returns the recvs that
+    ended, and the names of the workflows that woke (were suspended)."""
+    if not boxes:
+        return [], []
+    ids = {seq: workflow_id for seq, workflow_id, _ in boxes}
+    rows = await conn.fetch(_PAIR, [b[0] for b in boxes], [b[2] for b in boxes])
+    ended = [Ended(r[0], ids[r[0]], r[1], Payload(bytes(r[2]), r[3]), False) for r in rows]
+    woken = {r[0]: r[4] for r in rows if r[4] is not None}
+    return ended, list(woken.values())
 
 
 _EVENTS = """

@@ -81,6 +81,11 @@ async def two_topics() -> list[Any]:
 
 
 @workflow()
+async def gathered_recvs() -> list[Any]:
+    return list(await asyncio.gather(*(recv("x") for _ in range(4)), *(recv("y") for _ in range(2))))
+
+
+@workflow()
 async def sender(to: str, message: Any) -> str:
     await send(to, message, topic="t")
     await mark("sent")
@@ -114,6 +119,7 @@ WORKFLOWS: list[Workflow[Any, Any]] = [
     napper_until,
     listener,
     two_topics,
+    gathered_recvs,
     sender,
     publisher,
     watcher,
@@ -164,6 +170,32 @@ async def test_messages_are_received_in_order_per_topic(worker: Worker, client: 
     for topic, message in (("a", 1), ("b", 2), ("a", 3)):
         await client.send(workflow_id, message, topic=topic)
     assert await handle.result(timeout=10) == [1, 2, 3]
+
+
+async def test_concurrent_recvs_take_the_messages_in_step_order_in_one_batch(
+    address: str, client: Client
+) -> None:
+    workflow_id = unique("gathered")
+    handle = await client.start_workflow(gathered_recvs, workflow_id=workflow_id)
+    for message, topic in (("x0", "x"), ("y0", "y"), ("x1", "x"), ("x2", "x")):
+        await client.send(workflow_id, message, topic=topic)
+
+    async def received() -> int:
+        steps = await client.list_steps(workflow_id)
+        return sum(s.kind is StepKind.RECV and s.status is StepStatus.SUCCEEDED for s in steps)
+
+    async with Worker(address, workflows=WORKFLOWS, suspend_after=None):
+        # Six recvs begin together; the four messages waiting go to the first recvs of
+        # their topic, in step order, and the two others wait for the next ones.
+        await eventually(lambda: _at_least(received, 4), what="the waiting messages received")
+        await asyncio.gather(
+            client.send(workflow_id, "x3", topic="x"), client.send(workflow_id, "y1", topic="y")
+        )
+        assert await handle.result(timeout=10) == ["x0", "x1", "x2", "x3", "y0", "y1"]
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return bool(await count() >= n)
 
 
 async def test_recv_times_out_with_none(worker: Worker, client: Client) -> None:
