@@ -94,6 +94,8 @@ def workflow_info(r: WorkflowRecord) -> pb.WorkflowInfo:
         completed_at=ts(r.completed_at),
         deadline=ts(r.deadline_at),
         suspended=r.suspended,
+        parent_workflow_id=r.parent_id or "",
+        parent_step_id=r.parent_step_id or "",
     )
 
 

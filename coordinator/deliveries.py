@@ -22,9 +22,11 @@ from coordinator.hints import Hints
 from coordinator.models import (
     Abandon,
     AbandonReason,
+    ErrorInfo,
     Payload,
     Send,
     SetEvent,
+    StartChild,
     StepDone,
     StepRecord,
     Suspend,
@@ -43,7 +45,7 @@ from coordinator.waiters import Waiters
 log = logging.getLogger(__name__)
 
 
-Op = Wait | Send | SetEvent | Suspend
+Op = Wait | Send | SetEvent | Suspend | StartChild
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class Effects:
     timed_out: list[tuple[str | None, WorkflowRecord]] = field(default_factory=list)
 
 
-def done_from_record(ev: Wait | Send | SetEvent, step: StepRecord) -> StepDone:
+def done_from_record(ev: Wait | Send | SetEvent | StartChild, step: StepRecord) -> StepDone:
     """The recorded outcome of an operation, as its StepDone."""
     return StepDone(ev.workflow_id, ev.epoch, ev.step_id, step.output, step.error, step.timed_out)
 
@@ -160,7 +162,7 @@ class Deliveries:
         for ev in fx.waiting:
             self._ownership.wait_began(ev.workflow_id, ev.epoch, ev.step_id)
         for e in fx.ended:
-            self._wake(e.workflow_id, e.step_id, e.output, e.timed_out)
+            self._wake(e.workflow_id, e.step_id, e.output, e.timed_out, e.error)
         for session, suspension, _name, _suspended in fx.suspended:
             self._ownership.suspend(session, suspension.workflow_id, suspension.epoch)
         if fx.woken:
@@ -178,14 +180,21 @@ class Deliveries:
         for owner, record in fx.timed_out:
             self._timed_out(owner, record)
 
-    def _wake(self, workflow_id: str, step_id: str, output: Payload | None, timed_out: bool) -> None:
+    def _wake(
+        self,
+        workflow_id: str,
+        step_id: str,
+        output: Payload | None,
+        timed_out: bool,
+        error: ErrorInfo | None = None,
+    ) -> None:
         """A wait ended: the execution holding it here hears of it."""
         holder = self._ownership.holder(workflow_id)
         if holder is None:
             return
         session, epoch = holder
         self._ownership.wait_ended(workflow_id, step_id)
-        self._replies.send(session, StepDone(workflow_id, epoch, step_id, output, None, timed_out))
+        self._replies.send(session, StepDone(workflow_id, epoch, step_id, output, error, timed_out))
 
     def _timed_out(self, owner: str | None, record: WorkflowRecord) -> None:
         holder = self._ownership.holder(record.workflow_id)
@@ -225,7 +234,7 @@ class Deliveries:
         async with self._db.connection() as conn:
             found = await waits.ended_among(conn, keys)
         for workflow_id, step in found:
-            self._wake(workflow_id, step.step_id, step.output, step.timed_out)
+            self._wake(workflow_id, step.step_id, step.output, step.timed_out, step.error)
 
     async def recheck(self) -> None:
         """Delivers waits held here that ended without this coordinator hearing of it."""

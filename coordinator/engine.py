@@ -36,6 +36,7 @@ from coordinator.models import (
     Release,
     Send,
     SetEvent,
+    StartChild,
     StartRequest,
     StepRecord,
     StepResult,
@@ -116,6 +117,7 @@ class Engine:
             SetEvent: self.waits.set_event,
             Idle: self.waits.idle,
             Suspend: self.waits.suspend,
+            StartChild: self.waits.start_child,
         }
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()

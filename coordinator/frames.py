@@ -44,6 +44,7 @@ from coordinator.models import (
     Release,
     Send,
     SetEvent,
+    StartChild,
     StartResult,
     StepAck,
     StepDone,
@@ -147,9 +148,27 @@ def _wait(w: wpb.Wait, max_bytes: int) -> Wait:
         ev.target = _wid(e.workflow_id)
         ev.topic = validation.identifier("event key", e.key)
         ev.timeout = duration_in("get_event timeout", e.timeout) if e.HasField("timeout") else None
+    elif condition == "workflow":
+        ev.kind = StepKind.AWAIT_WORKFLOW
+        ev.target = _wid(w.workflow.workflow_id)
+        if ev.target == ev.workflow_id:
+            raise InvalidArgument(f"workflow {ev.workflow_id!r} cannot wait for itself to finish")
+        t = w.workflow.timeout
+        ev.timeout = duration_in("workflow wait timeout", t) if w.workflow.HasField("timeout") else None
     else:
-        raise InvalidArgument("Wait needs a condition (sleep, recv or get_event)")
+        raise InvalidArgument("Wait needs a condition (sleep, recv, get_event or workflow)")
     return ev
+
+
+def _start_child(s: wpb.StartChild, max_bytes: int) -> StartChild:
+    return StartChild(
+        _wid(s.workflow_id),
+        s.epoch,
+        _sid(s.step_id),
+        validation.identifier("child_workflow_id", s.child_workflow_id),
+        validation.identifier("workflow_name", s.workflow_name),
+        payload_in("the child's input", s.input, max_bytes),
+    )
 
 
 def _send(s: wpb.Send, max_bytes: int) -> Send:
@@ -198,6 +217,7 @@ _FROM_WORKER: dict[str, Callable[[Any, int], WorkerEvent]] = {
     "set_event": _set_event,
     "idle": lambda i, _: Idle(_wid(i.workflow_id), i.epoch),
     "suspend": _suspend,
+    "start_child": _start_child,
 }
 
 

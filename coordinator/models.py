@@ -61,6 +61,8 @@ class StepKind(enum.Enum):
     GET_EVENT = "get_event"
     SEND = "send"
     SET_EVENT = "set_event"
+    START_CHILD = "start_child"
+    AWAIT_WORKFLOW = "await_workflow"
 
     @property
     def step_name(self) -> str:
@@ -69,7 +71,7 @@ class StepKind(enum.Enum):
 
 
 #: The kinds a workflow waits on (answered with StepDone when the wait ends).
-WAIT_KINDS = frozenset({StepKind.SLEEP, StepKind.RECV, StepKind.GET_EVENT})
+WAIT_KINDS = frozenset({StepKind.SLEEP, StepKind.RECV, StepKind.GET_EVENT, StepKind.AWAIT_WORKFLOW})
 
 
 class AbandonReason(enum.Enum):
@@ -111,6 +113,8 @@ class WorkflowRecord:
     seq: int
     deadline_at: datetime | None = None
     suspended: bool = False
+    parent_id: str | None = None
+    parent_step_id: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -228,7 +232,8 @@ class Drain:
 @dataclass(slots=True)
 class Wait:
     """A durable wait begins: a SLEEP (``seconds`` from now, or ``until``), a RECV on
-    ``topic``, or a GET_EVENT of ``target``'s ``topic`` (the key); ``timeout`` in seconds."""
+    ``topic``, a GET_EVENT of ``target``'s ``topic`` (the key), or an AWAIT_WORKFLOW of
+    ``target``; ``timeout`` in seconds."""
 
     workflow_id: str
     epoch: int
@@ -239,6 +244,18 @@ class Wait:
     topic: str = ""
     target: str = ""
     timeout: float | None = None
+
+
+@dataclass(slots=True)
+class StartChild:
+    """A workflow starts ``child_id``, a workflow ``name``, as its child."""
+
+    workflow_id: str
+    epoch: int
+    step_id: str
+    child_id: str
+    name: str
+    input: Payload
 
 
 @dataclass(slots=True)
@@ -368,6 +385,7 @@ WorkerEvent = (
     | SetEvent
     | Idle
     | Suspend
+    | StartChild
 )
 CoordinatorEvent = (
     Registered

@@ -28,6 +28,7 @@ from coordinator.models import (
     Payload,
     Send,
     SetEvent,
+    StartChild,
     StepDone,
     StepKind,
     StepStatus,
@@ -35,7 +36,7 @@ from coordinator.models import (
     Wait,
 )
 from coordinator.sessions import Session
-from coordinator.store import mailboxes, timers, waits
+from coordinator.store import children, mailboxes, timers, waits
 from coordinator.store.database import Connection
 from coordinator.store.waits import Locked
 
@@ -55,6 +56,9 @@ class Waits(Deliveries):
         self.batcher.add(Pending(ev, session))
 
     def suspend(self, session: Session, ev: Suspend) -> None:
+        self.batcher.add(Pending(ev, session))
+
+    def start_child(self, session: Session, ev: StartChild) -> None:
         self.batcher.add(Pending(ev, session))
 
     def idle(self, session: Session, ev: Idle) -> None:
@@ -96,6 +100,10 @@ class Waits(Deliveries):
                 ids.add(item.op.workflow_id)
             if isinstance(item.op, Send):
                 ids.add(item.op.destination)
+            elif isinstance(item.op, StartChild):
+                ids.add(item.op.child_id)
+            elif isinstance(item.op, Wait) and item.op.kind is StepKind.AWAIT_WORKFLOW:
+                ids.add(item.op.target)  # locked, so that it cannot finish unseen meanwhile
         async with self._db.transaction() as conn:
             locked = await waits.lock(conn, ids)
             ops: list[tuple[Pending, Locked]] = []  # fenced workflow operations
@@ -111,12 +119,14 @@ class Waits(Deliveries):
             fresh = await self._answer_recorded(conn, ops, fx)
             boxes: set[tuple[int, str, str]] = set()  # mailboxes (seq, workflow_id, topic) to pair
             ending: list[tuple[int, str, Payload | None, bool]] = []
-            await self._begin_waits(conn, [o for o in fresh if isinstance(o[0].op, Wait)], boxes, ending, fx)
+            begin = [o for o in fresh if isinstance(o[0].op, Wait)]
+            await self._begin_waits(conn, begin, locked, boxes, ending, fx)
             await self._send(
                 conn, [*sends, *(i for i, _ in fresh if isinstance(i.op, Send))], locked, boxes, fx
             )
             await self._set_events(conn, [o for o in fresh if isinstance(o[0].op, SetEvent)], ending, fx)
-            await self._record_done(conn, [o for o in fresh if not isinstance(o[0].op, Wait)], fx)
+            await self._record_done(conn, [o for o in fresh if isinstance(o[0].op, Send | SetEvent)], fx)
+            await self._start_children(conn, [o for o in fresh if isinstance(o[0].op, StartChild)], fx)
             await self._end(conn, ending, fx)
             paired, woken = await mailboxes.pair(conn, sorted(boxes))
             fx.ended += paired
@@ -148,7 +158,7 @@ class Waits(Deliveries):
         for item, row in ops:
             found = recorded.get((row.seq, _step_id(item)))
             op = item.op
-            assert isinstance(op, Wait | Send | SetEvent)
+            assert isinstance(op, Wait | Send | SetEvent | StartChild)
             assert item.session is not None
             kind = _kind(op)
             if found is None or (found.kind is kind and found.status is StepStatus.WAITING):
@@ -164,6 +174,7 @@ class Waits(Deliveries):
         self,
         conn: Connection,
         ops: list[tuple[Pending, Locked]],
+        locked: dict[str, Locked],
         boxes: set[tuple[int, str, str]],
         ending: list[tuple[int, str, Payload | None, bool]],
         fx: Effects,
@@ -202,6 +213,8 @@ class Waits(Deliveries):
             (row, ev) for item, row in ops if isinstance(ev := item.op, Wait) and ev.kind is StepKind.RECV
         ]
         unread = await mailboxes.unread(conn, [(row.seq, ev.topic) for row, ev in recvs])
+        awaited: set[str] = set()
+        finished: list[tuple[int, str, str, str]] = []  # awaits of finished (or no) workflows
         for item, row in ops:
             ev = item.op
             assert isinstance(ev, Wait)
@@ -213,8 +226,16 @@ class Waits(Deliveries):
                 ending.append((row.seq, ev.step_id, events[(ev.target, ev.topic)], False))
             elif key in due:
                 ending.append((row.seq, ev.step_id, None, ev.kind is not StepKind.SLEEP))
+            elif ev.kind is StepKind.AWAIT_WORKFLOW and (
+                (target := locked.get(ev.target)) is None or target.status.done
+            ):
+                finished.append((row.seq, row.workflow_id, ev.step_id, ev.target))
             else:
+                if ev.kind is StepKind.AWAIT_WORKFLOW:
+                    awaited.add(ev.target)
                 fx.waiting.append(ev)
+        await children.mark_awaited(conn, awaited)
+        fx.ended += await children.end_finished(conn, finished)
 
     async def _send(
         self,
@@ -301,6 +322,33 @@ class Waits(Deliveries):
             )
         fx.events.extend((workflow_id, key, value) for (workflow_id, key), value in values.items())
 
+    async def _start_children(self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects) -> None:
+        """Records the children that are new (ready to be handed out) and the parents'
+        START_CHILD steps; a child ID taken by a workflow of another name is a conflict."""
+        if not ops:
+            return
+        starts = [item.op for item, _ in ops]
+        assert all(isinstance(op, StartChild) for op in starts)
+        new = [children.NewChild(op.workflow_id, op.step_id, op.child_id, op.name, op.input) for op in starts]  # type: ignore[union-attr]
+        inserted, existing = await children.start(conn, new)
+        done = []
+        for (item, row), c in zip(ops, new, strict=True):
+            assert item.session is not None
+            error = None
+            if c.child_id in inserted:
+                fx.woken.append(c.name)
+            elif existing.get(c.child_id, c.name) != c.name:
+                error = ErrorInfo(
+                    "stepline.WorkflowConflictError",
+                    f"workflow {c.child_id!r} exists already as a {existing[c.child_id]!r}, not a {c.name!r}",
+                )
+            op = item.op
+            done.append(
+                waits.Done(row.seq, c.step_id, StepKind.START_CHILD, item.session.worker_id, op.epoch, error)
+            )
+            fx.done.append((item.session, StepDone(c.parent_id, op.epoch, c.step_id, None, error, False)))
+        await waits.record_done(conn, done)
+
     async def _record_done(self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects) -> None:
         """Records the send and set_event steps with the outcomes just given them."""
         errors = {(d.workflow_id, d.step_id): d.error for _, d in fx.done}
@@ -366,13 +414,15 @@ class Waits(Deliveries):
         return len(taken)
 
 
-def _kind(op: Wait | Send | SetEvent) -> StepKind:
-    return op.kind if isinstance(op, Wait) else StepKind.SEND if isinstance(op, Send) else StepKind.SET_EVENT
+def _kind(op: Wait | Send | SetEvent | StartChild) -> StepKind:
+    if isinstance(op, Wait):
+        return op.kind
+    return {Send: StepKind.SEND, SetEvent: StepKind.SET_EVENT, StartChild: StepKind.START_CHILD}[type(op)]
 
 
 def _step_id(item: Pending) -> str:
     op = item.op
-    assert isinstance(op, Wait | Send | SetEvent)
+    assert isinstance(op, Wait | Send | SetEvent | StartChild)
     return op.step_id
 
 

@@ -7,6 +7,7 @@ The public API is what ``__all__`` lists; everything in modules with a leading u
 may change without notice.
 """
 
+from worker_sdk._children import ChildHandle, await_workflow, start_child
 from worker_sdk._client import Client, WorkflowHandle
 from worker_sdk._context import StepContext, current_step, workflow_id
 from worker_sdk._decorators import Step, Workflow, step, workflow
@@ -43,6 +44,7 @@ from worker_sdk.errors import (
 
 __all__ = [
     "AuthenticationError",
+    "ChildHandle",
     "Client",
     "CoordinatorUnavailableError",
     "ErrorInfo",
@@ -72,6 +74,7 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowTimedOutError",
     "__version__",
+    "await_workflow",
     "current_step",
     "get_event",
     "recv",
@@ -79,6 +82,7 @@ __all__ = [
     "set_event",
     "sleep",
     "sleep_until",
+    "start_child",
     "step",
     "workflow",
     "workflow_id",

@@ -33,6 +33,7 @@ from worker_sdk._messages import (
     Release,
     Send,
     SetEvent,
+    StartChild,
     StartResult,
     StartWorkflow,
     StepAck,
@@ -122,6 +123,8 @@ def workflow_info(w: pb.WorkflowInfo) -> WorkflowInfo:
         completed_at=_time(w.completed_at, w.HasField("completed_at")),
         deadline=_time(w.deadline, w.HasField("deadline")),
         suspended=w.suspended,
+        parent_workflow_id=w.parent_workflow_id or None,
+        parent_step_id=w.parent_step_id or None,
     )
 
 
@@ -205,15 +208,27 @@ def _wait(target: wpb.WorkerEvent, ev: Wait) -> None:
         else:
             w.sleep.duration.FromTimedelta(timedelta(seconds=ev.seconds or 0.0))
         return
-    condition = w.recv if ev.kind is StepKind.RECV else w.get_event
+    condition: Any
     if ev.kind is StepKind.RECV:
+        condition = w.recv
         w.recv.topic = ev.topic
+    elif ev.kind is StepKind.AWAIT_WORKFLOW:
+        condition = w.workflow
+        w.workflow.workflow_id = ev.target
     else:
+        condition = w.get_event
         w.get_event.workflow_id, w.get_event.key = ev.target, ev.topic
     if ev.timeout is not None:
         condition.timeout.FromTimedelta(timedelta(seconds=ev.timeout))
     else:
         condition.SetInParent()
+
+
+def _start_child(target: wpb.WorkerEvent, ev: StartChild) -> None:
+    s = target.start_child
+    s.workflow_id, s.epoch, s.step_id = ev.workflow_id, ev.epoch, ev.step_id
+    s.child_workflow_id, s.workflow_name = ev.child_id, ev.name
+    s.input.data, s.input.encoding = ev.input, "json"
 
 
 def _send(target: wpb.WorkerEvent, ev: Send) -> None:
@@ -264,6 +279,7 @@ _TO_COORDINATOR: dict[type[Any], Callable[[wpb.WorkerEvent, Any], None]] = {
     Wait: _wait,
     Send: _send,
     SetEvent: _set_event,
+    StartChild: _start_child,
     Idle: _idle,
     Suspend: _suspend,
 }

@@ -36,22 +36,27 @@ class Workflow(Generic[P, R]):
         return self.definition.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        """Inside a workflow: runs it as a child workflow (see ``start_child``) and returns
+        its result. Elsewhere, in a process with a running Worker: runs it there."""
+        if SCOPE.get() is not None:
+            from worker_sdk._children import call_child
+
+            return call_child(self, args, kwargs, None)
         return self._run(None, args, kwargs)
 
     def with_id(self, workflow_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
         """The same direct call, under a chosen workflow ID (idempotent: one run per ID)."""
 
         def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+            if SCOPE.get() is not None:
+                from worker_sdk._children import call_child
+
+                return call_child(self, args, kwargs, workflow_id)
             return self._run(workflow_id, args, kwargs)
 
         return call
 
     async def _run(self, workflow_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if SCOPE.get() is not None:
-            raise errors.SteplineError(
-                f"workflow {self.name!r} was called from inside a workflow; child workflows are not "
-                "supported yet: call its steps, or start it with Client.start_workflow"
-            )
         worker = WORKER.get()
         if worker is None:
             raise errors.NotInWorkerError(

@@ -104,6 +104,18 @@ class Send:
 
 
 @dataclass(slots=True)
+class StartChild:
+    """Starts ``child_id``, a workflow ``name``, as a child of the workflow."""
+
+    workflow_id: str
+    epoch: int
+    step_id: str
+    child_id: str
+    name: str
+    input: bytes
+
+
+@dataclass(slots=True)
 class SetEvent:
     workflow_id: str
     epoch: int
@@ -126,7 +138,21 @@ class Suspend:
 
 
 #: What a workflow asks the coordinator to carry out (answered with StepDone).
-Operation = Wait | Send | SetEvent
+Operation = Wait | Send | SetEvent | StartChild
+
+
+def operation_kind(op: Operation) -> StepKind:
+    """The kind of step an operation is recorded as."""
+    if isinstance(op, Wait):
+        return op.kind
+    return (
+        StepKind.SEND
+        if isinstance(op, Send)
+        else StepKind.SET_EVENT
+        if isinstance(op, SetEvent)
+        else StepKind.START_CHILD
+    )
+
 
 Outgoing = (
     Register
@@ -142,6 +168,7 @@ Outgoing = (
     | SetEvent
     | Idle
     | Suspend
+    | StartChild
 )
 
 # --- coordinator -> worker ------------------------------------------------------------

@@ -43,6 +43,8 @@ class StepKind(enum.Enum):
     GET_EVENT = "get_event"
     SEND = "send"
     SET_EVENT = "set_event"
+    START_CHILD = "start_child"
+    AWAIT_WORKFLOW = "await_workflow"
 
     @property
     def step_name(self) -> str:
@@ -87,6 +89,9 @@ class WorkflowInfo:
     completed_at: datetime | None
     deadline: datetime | None = None
     suspended: bool = False
+    # A child workflow's parent, and the parent's step that started it.
+    parent_workflow_id: str | None = None
+    parent_step_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

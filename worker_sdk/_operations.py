@@ -18,7 +18,7 @@ from typing import Any
 from worker_sdk import _serde, errors
 from worker_sdk._context import SCOPE, STEP_CODES, Scope
 from worker_sdk._execution import Execution
-from worker_sdk._messages import Operation, Send, SetEvent, Wait
+from worker_sdk._messages import Operation, Send, SetEvent, Wait, operation_kind
 from worker_sdk._models import StepKind, StepStatus
 
 
@@ -106,7 +106,7 @@ def _timeout(timeout: float | None) -> float | None:
 
 async def _operate(ex: Execution, op: Operation) -> tuple[Any, bool]:
     """Runs (or replays) one operation; returns its decoded output and whether it timed out."""
-    kind = op.kind if isinstance(op, Wait) else StepKind.SEND if isinstance(op, Send) else StepKind.SET_EVENT
+    kind = operation_kind(op)
     recorded = ex.recorded.get(op.step_id)
     if recorded is not None:
         if recorded.step_name != kind.step_name:

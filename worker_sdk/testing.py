@@ -43,6 +43,7 @@ from worker_sdk._messages import (
     StepStart,
     Wait,
     WorkflowResult,
+    operation_kind,
 )
 from worker_sdk._models import ErrorInfo, Payload, StepKind, StepStatus
 
@@ -202,9 +203,7 @@ class _Link:
     def _done(
         self, op: Operation, output: bytes | None, error: ErrorInfo | None, *, timed_out: bool = False
     ) -> None:
-        kind = (
-            op.kind if isinstance(op, Wait) else StepKind.SEND if isinstance(op, Send) else StepKind.SET_EVENT
-        )
+        kind = operation_kind(op)
         payload = Payload(output) if output is not None else None
         status = StepStatus.FAILED if error is not None else StepStatus.SUCCEEDED
         self.record.steps[op.step_id] = RecordedStep(

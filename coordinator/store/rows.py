@@ -61,6 +61,8 @@ _WORKFLOW = (
     "seq",
     "deadline_at",
     "suspended",
+    "parent_id",
+    "parent_step_id",
 )
 WORKFLOW_COLUMNS = ", ".join(_WORKFLOW)
 # The same without the payloads, for listings that do not ask for them.
@@ -92,6 +94,8 @@ def workflow(row: Any) -> WorkflowRecord:
         seq=row[15],
         deadline_at=row[16],
         suspended=row[17],
+        parent_id=row[18],
+        parent_step_id=row[19],
     )
 
 

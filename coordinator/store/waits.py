@@ -49,6 +49,8 @@ class Ended:
     step_id: str
     output: Payload | None
     timed_out: bool
+    # A wait for a workflow that did not succeed: that workflow's error.
+    error: ErrorInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

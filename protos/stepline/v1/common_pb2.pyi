@@ -159,6 +159,10 @@ class _StepKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepKind.Val
     """Appends a message to a workflow's mailbox."""
     STEP_KIND_SET_EVENT: _StepKind.ValueType  # 6
     """Sets one of the workflow's events (the latest value wins)."""
+    STEP_KIND_START_CHILD: _StepKind.ValueType  # 7
+    """Starts a child workflow (StartChild); recorded SUCCEEDED once the child is recorded."""
+    STEP_KIND_AWAIT_WORKFLOW: _StepKind.ValueType  # 8
+    """Waits for a workflow to finish (WorkflowCondition): its output, or its error."""
 
 class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
     """What a recorded step is. Steps of kind STEP run user code on a worker; the others are
@@ -180,6 +184,10 @@ STEP_KIND_SEND: StepKind.ValueType  # 5
 """Appends a message to a workflow's mailbox."""
 STEP_KIND_SET_EVENT: StepKind.ValueType  # 6
 """Sets one of the workflow's events (the latest value wins)."""
+STEP_KIND_START_CHILD: StepKind.ValueType  # 7
+"""Starts a child workflow (StartChild); recorded SUCCEEDED once the child is recorded."""
+STEP_KIND_AWAIT_WORKFLOW: StepKind.ValueType  # 8
+"""Waits for a workflow to finish (WorkflowCondition): its output, or its error."""
 Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
 @_typing.final
@@ -352,6 +360,8 @@ class WorkflowInfo(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     SUSPENDED_FIELD_NUMBER: _builtins.int
+    PARENT_WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow's ID, unique in the coordinator's database."""
     workflow_name: _builtins.str
@@ -368,6 +378,10 @@ class WorkflowInfo(_message.Message):
     """True while it waits in PostgreSQL only: no worker holds it, and it is handed out again
     when one of its waits ends.
     """
+    parent_workflow_id: _builtins.str
+    """For a child workflow (StartChild): its parent's workflow ID; empty otherwise."""
+    parent_step_id: _builtins.str
+    """For a child workflow: the step ID of the parent's StartChild."""
     @_builtins.property
     def input(self) -> Global___Payload:
         """The input (positional and keyword arguments). Empty in listings unless asked for."""
@@ -418,10 +432,12 @@ class WorkflowInfo(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         suspended: _builtins.bool = ...,
+        parent_workflow_id: _builtins.str = ...,
+        parent_step_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error", b"error", "input", b"input", "output", b"output", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "suspended", b"suspended", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "parent_step_id", b"parent_step_id", "parent_workflow_id", b"parent_workflow_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "suspended", b"suspended", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -133,6 +133,7 @@ class WorkerEvent(_message.Message):
     SET_EVENT_FIELD_NUMBER: _builtins.int
     IDLE_FIELD_NUMBER: _builtins.int
     SUSPEND_FIELD_NUMBER: _builtins.int
+    START_CHILD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """First event of every stream, and only then."""
@@ -188,6 +189,10 @@ class WorkerEvent(_message.Message):
     def suspend(self) -> Global___Suspend:
         """The worker gives a waiting execution back, to be handed out again when a wait ends."""
 
+    @_builtins.property
+    def start_child(self) -> Global___StartChild:
+        """A workflow starts a child workflow; answered with StepDone."""
+
     def __init__(
         self,
         *,
@@ -204,12 +209,13 @@ class WorkerEvent(_message.Message):
         set_event: Global___SetEvent | None = ...,
         idle: Global___Idle | None = ...,
         suspend: Global___Suspend | None = ...,
+        start_child: Global___StartChild | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_child", b"start_child", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "idle", b"idle", "kind", b"kind", "register", b"register", "release", b"release", "send", b"send", "set_event", b"set_event", "start_child", b"start_child", "start_workflow", b"start_workflow", "step_result", b"step_result", "step_start", b"step_start", "suspend", b"suspend", "wait", b"wait", "workflow_result", b"workflow_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release", "drain", "wait", "send", "set_event", "idle", "suspend"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "heartbeat", "start_workflow", "step_start", "step_result", "workflow_result", "release", "drain", "wait", "send", "set_event", "idle", "suspend", "start_child"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1009,6 +1015,7 @@ class Wait(_message.Message):
     SLEEP_FIELD_NUMBER: _builtins.int
     RECV_FIELD_NUMBER: _builtins.int
     GET_EVENT_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow that waits."""
     epoch: _builtins.int
@@ -1027,6 +1034,10 @@ class Wait(_message.Message):
     def get_event(self) -> Global___EventCondition:
         """Ends when an event is set, or times out."""
 
+    @_builtins.property
+    def workflow(self) -> Global___WorkflowCondition:
+        """Ends when a workflow finishes, or times out."""
+
     def __init__(
         self,
         *,
@@ -1036,12 +1047,13 @@ class Wait(_message.Message):
         sleep: Global___SleepCondition | None = ...,
         recv: Global___RecvCondition | None = ...,
         get_event: Global___EventCondition | None = ...,
+        workflow: Global___WorkflowCondition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "epoch", b"epoch", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep", "step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "epoch", b"epoch", "get_event", b"get_event", "recv", b"recv", "sleep", b"sleep", "step_id", b"step_id", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["sleep", "recv", "get_event"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["sleep", "recv", "get_event", "workflow"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
@@ -1143,6 +1155,92 @@ class EventCondition(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventCondition: _TypeAlias = EventCondition  # noqa: Y015
+
+@_typing.final
+class WorkflowCondition(_message.Message):
+    """Waits for a workflow (a child, or any other) to finish, and records its outcome as this
+    step's: SUCCEEDED with the workflow's output, or FAILED with its error: the workflow's
+    own error when it FAILED, else "stepline.WorkflowTimedOutError" (TIMED_OUT),
+    "stepline.WorkflowCancelledError" (CANCELLED) or "stepline.MaxRecoveryAttemptsExceeded".
+    A workflow that does not exist ends the wait at once, FAILED with
+    "stepline.WorkflowNotFoundError"; a workflow cannot wait for itself (Rejected).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow to wait for."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Give up after this long (the step then ends with timed_out). Unset waits forever."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowCondition: _TypeAlias = WorkflowCondition  # noqa: Y015
+
+@_typing.final
+class StartChild(_message.Message):
+    """Starts a child workflow, recorded as a START_CHILD step of the parent in the same
+    transaction, so that a replay re-attaches to the child instead of starting another. The
+    child is an ordinary workflow (any worker serving `workflow_name`, in any language, runs
+    it) whose WorkflowInfo names its parent. When a workflow with `child_workflow_id` exists
+    already, it is the child if it has the same name (StepDone SUCCEEDED); under another name
+    StepDone is FAILED with "stepline.WorkflowConflictError". Await it with a Wait on a
+    WorkflowCondition. The SDK's rule for the child's ID when the caller gives none:
+    "<parent workflow ID>/<step ID of the StartChild>", the same on every replay.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    CHILD_WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The parent workflow."""
+    epoch: _builtins.int
+    """The epoch of the parent's execution."""
+    step_id: _builtins.str
+    """The step ID of the call."""
+    child_workflow_id: _builtins.str
+    """The child's workflow ID."""
+    workflow_name: _builtins.str
+    """The child's workflow name."""
+    @_builtins.property
+    def input(self) -> _common_pb2.Payload:
+        """The child's input."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        child_workflow_id: _builtins.str = ...,
+        workflow_name: _builtins.str = ...,
+        input: _common_pb2.Payload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_workflow_id", b"child_workflow_id", "epoch", b"epoch", "input", b"input", "step_id", b"step_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartChild: _TypeAlias = StartChild  # noqa: Y015
 
 @_typing.final
 class Send(_message.Message):
