@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 
+from tests.e2e.programs.children import CHILDREN, PARENTS
 from tests.e2e.programs.flows import ALL
 from tests.e2e.programs.waiting import WAITING
 from worker_sdk import Worker
@@ -17,9 +18,11 @@ async def main() -> None:
     # Seconds a waiting workflow stays in memory; "never" keeps it there.
     suspend = os.environ.get("SUSPEND_AFTER", "5")
     suspend_after = None if suspend == "never" else float(suspend)
+    # What it serves: everything, or only the parents or the children of children.py.
+    serves = {"all": [*ALL, *WAITING, *PARENTS, *CHILDREN], "parents": PARENTS, "children": CHILDREN}
     async with Worker(
         os.environ["STEPLINE_ADDRESS"],
-        workflows=[*ALL, *WAITING],
+        workflows=serves[os.environ.get("SERVES", "all")],
         capacity=capacity,
         suspend_after=suspend_after,
     ) as worker:
