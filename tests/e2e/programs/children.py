@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.programs.waiting import stamp
-from worker_sdk import Workflow, recv, start_child, workflow
+from worker_sdk import ChildHandle, Workflow, recv, start_child, workflow
 
 
 @workflow(name="e2e.child")
@@ -23,7 +23,7 @@ async def child(x: int) -> int:
 @workflow(name="e2e.parent")
 async def parent(x: int) -> list[Any]:
     await stamp("parent began")
-    handle = await start_child("e2e.child", x)
+    handle: ChildHandle[int] = await start_child("e2e.child", x)
     await stamp("parent started its child")
     result = await handle.result()
     await stamp("parent got the result")
