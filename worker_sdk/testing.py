@@ -177,6 +177,11 @@ class _Link:
             asyncio.get_running_loop().call_soon(ex.step_acked, event.step_id)
 
     def _wait(self, op: Wait) -> None:
+        if op.kind is StepKind.AWAIT_WORKFLOW:
+            raise errors.SteplineError(
+                f"the in-memory recorder runs one workflow: it cannot wait for workflow {op.target!r} "
+                "(test child workflows against a coordinator)"
+            )
         output: bytes | None = None
         if op.kind is StepKind.RECV:
             unread = self.record.mailbox.get(op.topic, [])
