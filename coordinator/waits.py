@@ -119,14 +119,17 @@ class Waits(Deliveries):
             fresh = await self._answer_recorded(conn, ops, fx)
             boxes: set[tuple[int, str, str]] = set()  # mailboxes (seq, workflow_id, topic) to pair
             ending: list[tuple[int, str, Payload | None, bool]] = []
+            # Children first: a wait for one started in the same batch finds it.
+            started = await self._start_children(
+                conn, [o for o in fresh if isinstance(o[0].op, StartChild)], fx
+            )
             begin = [o for o in fresh if isinstance(o[0].op, Wait)]
-            await self._begin_waits(conn, begin, locked, boxes, ending, fx)
+            await self._begin_waits(conn, begin, locked, started, boxes, ending, fx)
             await self._send(
                 conn, [*sends, *(i for i, _ in fresh if isinstance(i.op, Send))], locked, boxes, fx
             )
             await self._set_events(conn, [o for o in fresh if isinstance(o[0].op, SetEvent)], ending, fx)
             await self._record_done(conn, [o for o in fresh if isinstance(o[0].op, Send | SetEvent)], fx)
-            await self._start_children(conn, [o for o in fresh if isinstance(o[0].op, StartChild)], fx)
             await self._end(conn, ending, fx)
             paired, woken = await mailboxes.pair(conn, sorted(boxes))
             fx.ended += paired
@@ -175,6 +178,7 @@ class Waits(Deliveries):
         conn: Connection,
         ops: list[tuple[Pending, Locked]],
         locked: dict[str, Locked],
+        started: set[str],
         boxes: set[tuple[int, str, str]],
         ending: list[tuple[int, str, Payload | None, bool]],
         fx: Effects,
@@ -226,9 +230,7 @@ class Waits(Deliveries):
                 ending.append((row.seq, ev.step_id, events[(ev.target, ev.topic)], False))
             elif key in due:
                 ending.append((row.seq, ev.step_id, None, ev.kind is not StepKind.SLEEP))
-            elif ev.kind is StepKind.AWAIT_WORKFLOW and (
-                (target := locked.get(ev.target)) is None or target.status.done
-            ):
+            elif ev.kind is StepKind.AWAIT_WORKFLOW and _over(locked.get(ev.target), ev.target in started):
                 finished.append((row.seq, row.workflow_id, ev.step_id, ev.target))
             else:
                 if ev.kind is StepKind.AWAIT_WORKFLOW:
@@ -322,11 +324,14 @@ class Waits(Deliveries):
             )
         fx.events.extend((workflow_id, key, value) for (workflow_id, key), value in values.items())
 
-    async def _start_children(self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects) -> None:
+    async def _start_children(
+        self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects
+    ) -> set[str]:
         """Records the children that are new (ready to be handed out) and the parents'
-        START_CHILD steps; a child ID taken by a workflow of another name is a conflict."""
+        START_CHILD steps; a child ID taken by a workflow of another name is a conflict.
+        Returns the IDs of the children recorded now."""
         if not ops:
-            return
+            return set()
         starts = [item.op for item, _ in ops]
         assert all(isinstance(op, StartChild) for op in starts)
         new = [children.NewChild(op.workflow_id, op.step_id, op.child_id, op.name, op.input) for op in starts]  # type: ignore[union-attr]
@@ -348,6 +353,7 @@ class Waits(Deliveries):
             )
             fx.done.append((item.session, StepDone(c.parent_id, op.epoch, c.step_id, None, error, False)))
         await waits.record_done(conn, done)
+        return inserted
 
     async def _record_done(self, conn: Connection, ops: list[tuple[Pending, Locked]], fx: Effects) -> None:
         """Records the send and set_event steps with the outcomes just given them."""
@@ -412,6 +418,11 @@ class Waits(Deliveries):
             await self._publish(conn, fx)
         self._deliver(fx)
         return len(taken)
+
+
+def _over(target: Locked | None, started_now: bool) -> bool:
+    """Whether a workflow waited for has finished, or does not exist."""
+    return target.status.done if target is not None else not started_now
 
 
 def _kind(op: Wait | Send | SetEvent | StartChild) -> StepKind:
