@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from coordinator.config import Settings
+from coordinator.control import Control
 from coordinator.dispatch import Dispatcher
 from coordinator.errors import NotFound, Unavailable
 from coordinator.hints import Hints
@@ -100,6 +101,7 @@ class Engine:
         self.hints.on_resync(self._all_names_ready)
         # Callers waiting for workflows finished elsewhere, whose hint was lost, look again.
         self.hints.on_resync(self.waiters.notify_all)
+        self.control = Control(db, self.ownership, self.replies, self.hints, self.waiters)
         self.waits = Waits(
             db, self.ownership, self.replies, self.dispatcher, self.timers, self.hints, self.waiters
         )
@@ -219,6 +221,10 @@ class Engine:
     async def send(self, message: Send) -> bool:
         """A client's message for a workflow; returns whether it was a duplicate."""
         return await self.waits.client_send(message)
+
+    async def cancel(self, workflow_id: str, reason: str) -> tuple[WorkflowRecord, list[str]]:
+        """Cancels a workflow and its unfinished descendants."""
+        return await self.control.cancel(workflow_id, reason)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Payload | None:
         """The event's value once set, or None when ``timeout`` seconds pass first."""

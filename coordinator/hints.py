@@ -38,6 +38,7 @@ READY = "ready"  # items: workflow names with workflows newly ready
 EVENT = "event"  # items: [workflow_id, key] of events set
 DONE = "done"  # items: workflow IDs that finished (timed out, or awaited elsewhere)
 INTEREST = "interest"  # items: workflow IDs that callers here wait for
+CANCELLED = "cancelled"  # items: workflow IDs cancelled (their executions must stop)
 
 Handler = Callable[[list[Any]], None]
 

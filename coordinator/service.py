@@ -126,6 +126,15 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
         return cpb.GetEventResponse(found=value is not None, value=convert.payload_out(value))
 
     @_statuses
+    async def CancelWorkflow(
+        self, request: cpb.CancelWorkflowRequest, context: Any
+    ) -> cpb.CancelWorkflowResponse:
+        record, cancelled = await self._engine.cancel(
+            _workflow_id(request.workflow_id), validation.text("reason", request.reason)
+        )
+        return cpb.CancelWorkflowResponse(workflow=convert.workflow_info(record), cancelled=cancelled)
+
+    @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
         found = await self._engine.list_steps(_workflow_id(request.workflow_id))
         return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])

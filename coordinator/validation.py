@@ -24,6 +24,18 @@ def identifier(kind: str, value: str, *, optional: bool = False) -> str:
     return value
 
 
+MAX_TEXT_LENGTH = 2000
+
+
+def text(kind: str, value: str) -> str:
+    """Free text (a reason): any printable characters, up to MAX_TEXT_LENGTH."""
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidArgument(f"{kind} is {len(value)} characters long; the limit is {MAX_TEXT_LENGTH}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{kind} contains a NUL character")
+    return value
+
+
 def payload(what: str, data: bytes, encoding: str, max_bytes: int) -> Payload:
     """Returns a Payload if ``data`` fits the size limit and parses in its encoding."""
     encoding = encoding or "json"

@@ -121,6 +121,13 @@ class Client:
             if remaining <= 60.0:
                 return None
 
+    async def cancel(self, workflow_id: str, reason: str | None = None) -> list[str]:
+        """Cancels a workflow that has not finished, and its unfinished descendants: each
+        ends CANCELLED at once, whether or not a worker runs it (a running step body may
+        finish; the workflow stops at its next durable call). Returns the IDs cancelled
+        (empty if it had finished). Raises WorkflowNotFoundError for an unknown ID."""
+        return await self._calls.cancel(workflow_id, reason or "")
+
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing workflow (not checked until used)."""
         return WorkflowHandle(self, workflow_id)

@@ -57,6 +57,8 @@ class Dispatch:
         self.suspend_after = suspend_after
         self.session: Session | None = None
         self.executions: dict[str, Execution] = {}
+        # Every execution task still running, held or not (a cancelled one finishing a step).
+        self.tasks: set[asyncio.Task[None]] = set()
         # In-process starts waiting for their StartResult, by request ID.
         self.starts: dict[str, tuple[StartWorkflow, asyncio.Future[StartResult]]] = {}
         self._bodies_running = 0
@@ -137,10 +139,9 @@ class Dispatch:
             await self._progress.wait()
 
     async def cancel_all(self) -> None:
-        for ex in list(self.executions.values()):
-            if ex.task is not None:
-                ex.task.cancel()
-        tasks = [ex.task for ex in self.executions.values() if ex.task is not None]
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.executions.clear()
 
@@ -176,7 +177,10 @@ class Dispatch:
         ex = self._current(ev.workflow_id, ev.epoch)
         if ex is not None:
             del self.executions[ev.workflow_id]
-            ex.abandon(f"{ev.reason}: {ev.message}")
+            if ev.reason == "ABANDON_REASON_CANCELLED":
+                ex.cancel(ev.message)
+            else:
+                ex.abandon(f"{ev.reason}: {ev.message}")
             self._progress.set()
 
     def _rejected(self, ev: Rejected) -> None:
@@ -206,6 +210,8 @@ class Dispatch:
         context.run(WORKER.set, self._worker)
         execution.task = asyncio.get_running_loop().create_task(execution.run(), context=context)
         execution.task.add_done_callback(_report_crash)
+        self.tasks.add(execution.task)
+        execution.task.add_done_callback(self.tasks.discard)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -106,6 +106,8 @@ class Execution:
         self._calls: dict[str, tuple[Operation, asyncio.Future[StepDone]]] = {}
         self._waits: set[str] = set()
         self._bodies = 0
+        # Cancelled: stops once no step body runs (at the next durable call at the latest).
+        self._cancelled: Abandoned | None = None
         self._idle = False
         self._suspend_timer: asyncio.TimerHandle | None = None
         self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -188,6 +190,18 @@ class Execution:
         else:
             log.error("workflow %s: result refused: %s", self.workflow_id, message)
 
+    def cancel(self, reason: str) -> None:
+        """The workflow was cancelled: a step body running now may finish (nothing it
+        reports is recorded), and the execution stops then, or at its next durable call."""
+        if self._cancelled is None and not self.stopped:
+            self._cancelled = Abandoned(reason)
+            log.info("workflow %s epoch %d cancelled: %s", self.workflow_id, self.epoch, reason)
+            self._stop_if_cancelled()
+
+    def _stop_if_cancelled(self) -> None:
+        if self._cancelled is not None and self._bodies == 0:
+            self._stop(self._cancelled)
+
     def abandon(self, reason: str) -> None:
         """Stops this execution at once: another epoch owns the workflow now."""
         self._stop(Abandoned(reason))
@@ -214,7 +228,7 @@ class Execution:
 
     def check_running(self) -> None:
         """Raises if nothing more may run: a recorded fatal error, or the execution stopped."""
-        if self.stopped:
+        if self.stopped or self._cancelled is not None:
             raise asyncio.CancelledError
         if self.fatal is not None:
             raise self.fatal
@@ -257,6 +271,7 @@ class Execution:
     def body_finished(self) -> None:
         self._bodies -= 1
         self.link.body_finished()
+        self._stop_if_cancelled()
 
     async def back_off(self, seconds: float) -> None:
         """Waits between two attempts of a step; the execution is busy meanwhile, not idle."""
@@ -266,6 +281,7 @@ class Execution:
             await asyncio.sleep(seconds)
         finally:
             self._bodies -= 1
+            self._stop_if_cancelled()
 
     # --- idleness and suspension ----------------------------------------------------------
 

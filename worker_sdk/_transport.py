@@ -225,6 +225,15 @@ class ClientCalls:
             raise translate(exc) from None
         return Payload(r.value.data, r.value.encoding or "json") if r.found else None
 
+    async def cancel(self, workflow_id: str, reason: str) -> list[str]:
+        """Cancels a workflow and its unfinished descendants; returns the IDs cancelled."""
+        request = cpb.CancelWorkflowRequest(workflow_id=workflow_id, reason=reason)
+        try:
+            r = await self._stub.CancelWorkflow(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return list(r.cancelled)
+
     async def limits(self) -> Limits:
         """The coordinator's limits (GetServerInfo)."""
         try:

@@ -92,6 +92,11 @@ class Worker:
         return f"<Worker {self.worker_id} at {self.address}>"
 
     @property
+    def running(self) -> int:
+        """How many workflow executions run in this worker now."""
+        return len(self._dispatch.tasks)
+
+    @property
     def max_payload_bytes(self) -> int | None:
         """The coordinator's payload limit, once registered."""
         return self._dispatch.max_payload_bytes

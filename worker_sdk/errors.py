@@ -95,6 +95,10 @@ class WorkflowTimedOutError(SteplineError):
     """The workflow's timeout or deadline passed before it finished; it is TIMED_OUT."""
 
 
+class WorkflowCancelledError(SteplineError):
+    """The workflow was cancelled (Client.cancel, or its parent's cancel); it is CANCELLED."""
+
+
 class NotInWorkflowError(SteplineError):
     """A call that only workflow code can make (recv, set_event, ...) was made elsewhere."""
 

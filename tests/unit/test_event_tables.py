@@ -51,5 +51,5 @@ def test_the_coordinator_acts_on_every_kind_of_hint() -> None:
     from coordinator import hints
 
     engine = Engine(None, Settings())  # type: ignore[arg-type]
-    kinds = {hints.WAKE, hints.READY, hints.EVENT, hints.DONE, hints.INTEREST}
+    kinds = {hints.WAKE, hints.READY, hints.EVENT, hints.DONE, hints.INTEREST, hints.CANCELLED}
     assert set(engine.hints._handlers) == kinds

@@ -85,6 +85,11 @@ class WorkflowServiceStub:
                 request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
                 _registered_method=True)
+        self.CancelWorkflow = channel.unary_unary(
+                '/stepline.v1.WorkflowService/CancelWorkflow',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -169,6 +174,19 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelWorkflow(self, request, context):
+        """Cancels a workflow that has not finished, and its unfinished descendants (children,
+        their children, ...): each ends CANCELLED at once, with or without a worker (its
+        waits, timers and suspension end with it). A worker running one is told to stop
+        (Abandon, reason CANCELLED) and stops at the workflow's next durable call; a step
+        body already running may finish, but nothing it reports is recorded. Whoever waits
+        for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
+        NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +239,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.FromString,
                     response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.SerializeToString,
+            ),
+            'CancelWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelWorkflow,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +517,33 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/GetEvent',
             protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
             protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/CancelWorkflow',
+            protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

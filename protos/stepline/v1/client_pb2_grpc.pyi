@@ -74,6 +74,15 @@ class WorkflowServiceStub:
     """Waits until a workflow has set an event, or the wait ends, and returns its value.
     NOT_FOUND for an unknown workflow.
     """
+    CancelWorkflow: _grpc.UnaryUnaryMultiCallable[_client_pb2.CancelWorkflowRequest, _client_pb2.CancelWorkflowResponse]
+    """Cancels a workflow that has not finished, and its unfinished descendants (children,
+    their children, ...): each ends CANCELLED at once, with or without a worker (its
+    waits, timers and suspension end with it). A worker running one is told to stop
+    (Abandon, reason CANCELLED) and stops at the workflow's next durable call; a step
+    body already running may finish, but nothing it reports is recorded. Whoever waits
+    for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
+    NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -113,6 +122,15 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     GetEvent: _aio.UnaryUnaryMultiCallable[_client_pb2.GetEventRequest, _client_pb2.GetEventResponse]  # type: ignore[assignment]
     """Waits until a workflow has set an event, or the wait ends, and returns its value.
     NOT_FOUND for an unknown workflow.
+    """
+    CancelWorkflow: _aio.UnaryUnaryMultiCallable[_client_pb2.CancelWorkflowRequest, _client_pb2.CancelWorkflowResponse]  # type: ignore[assignment]
+    """Cancels a workflow that has not finished, and its unfinished descendants (children,
+    their children, ...): each ends CANCELLED at once, with or without a worker (its
+    waits, timers and suspension end with it). A worker running one is told to stop
+    (Abandon, reason CANCELLED) and stops at the workflow's next durable call; a step
+    body already running may finish, but nothing it reports is recorded. Whoever waits
+    for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
+    NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -210,6 +228,21 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_client_pb2.GetEventResponse, _abc.Awaitable[_client_pb2.GetEventResponse]]:
         """Waits until a workflow has set an event, or the wait ends, and returns its value.
         NOT_FOUND for an unknown workflow.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelWorkflow(
+        self,
+        request: _client_pb2.CancelWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.CancelWorkflowResponse, _abc.Awaitable[_client_pb2.CancelWorkflowResponse]]:
+        """Cancels a workflow that has not finished, and its unfinished descendants (children,
+        their children, ...): each ends CANCELLED at once, with or without a worker (its
+        waits, timers and suspension end with it). A worker running one is told to stop
+        (Abandon, reason CANCELLED) and stops at the workflow's next durable call; a step
+        body already running may finish, but nothing it reports is recorded. Whoever waits
+        for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
+        NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
