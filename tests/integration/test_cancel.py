@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 
+from coordinator import server
+from coordinator.config import Settings
 from tests.e2e.processes import eventually
 from worker_sdk import (
     Client,
@@ -31,8 +34,9 @@ release = asyncio.Event()
 
 @pytest.fixture(autouse=True)
 def _clear() -> None:
+    global release
     effects.clear()
-    release.clear()
+    release = asyncio.Event()  # one per test: an Event belongs to the loop that first waits on it
 
 
 def unique(prefix: str) -> str:
@@ -159,3 +163,21 @@ async def _began() -> bool:
 async def test_cancelling_an_unknown_workflow_is_not_found(client: Client) -> None:
     with pytest.raises(WorkflowNotFoundError):
         await client.cancel("no-such-workflow")
+
+
+async def test_a_cancel_through_another_coordinator_stops_the_execution(settings: Settings) -> None:
+    quiet = replace(settings, sweep_ms=60_000)  # what tells coordinator A is the hint
+    a, b = await server.start(quiet), await server.start(quiet)
+    client_b = Client(f"127.0.0.1:{b.port}")
+    try:
+        async with Worker(f"127.0.0.1:{a.port}", workflows=WORKFLOWS, suspend_after=None) as worker:
+            handle = await client_b.start_workflow(slow, workflow_id=unique("far"))
+            await eventually(_began, what="the step body running")
+            assert await client_b.cancel(handle.workflow_id) == [handle.workflow_id]
+            release.set()
+            await eventually(lambda: _idle(worker), what="the execution on coordinator A stopped")
+        assert effects == Counter({"body began": 1, "body finished": 1})
+    finally:
+        await client_b.close()
+        for r in (a, b):
+            await r.stop(grace=0)
