@@ -1,22 +1,30 @@
-"""Control of workflows from outside their code: cancel.
+"""Control of workflows from outside their code: cancel, resume, fork.
 
 A cancel is one transaction: the workflow and its unfinished descendants end CANCELLED
 (``store/control.py``), and the waits for any of them end too (the trigger of migration
 0006). After the commit, the executions held here are told to stop (Abandon, CANCELLED)
 and callers waiting for the workflows here look again; a hint tells the other
 coordinators to do the same for theirs.
+
+Resume and fork make a workflow ready to be handed out (again, or as a new run); the
+dispatchers here hear of it at once, the others by a hint.
 """
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from coordinator import hints as hint
-from coordinator.errors import NotFound
+from coordinator.dispatch import Dispatcher
+from coordinator.errors import AlreadyExists, FailedPrecondition, NotFound
 from coordinator.hints import Hints
 from coordinator.models import Abandon, AbandonReason, WorkflowRecord
 from coordinator.ownership import Ownership
 from coordinator.replies import Replies
 from coordinator.store import control, workflows
 from coordinator.store.database import Database
+from coordinator.timers import Timers
 from coordinator.waiters import Waiters
 
 
@@ -28,7 +36,11 @@ class Control:
         replies: Replies,
         hints: Hints,
         workflow_waiters: Waiters[str, WorkflowRecord],
+        dispatcher: Dispatcher,
+        timer_service: Timers,
     ) -> None:
+        self._dispatcher = dispatcher
+        self._timers = timer_service
         self._db = db
         self._ownership = ownership
         self._replies = replies
@@ -49,6 +61,46 @@ class Control:
             raise NotFound(f"workflow {workflow_id!r} does not exist")
         self._stop_all(ids)
         return record, ids
+
+    async def resume(self, workflow_id: str) -> WorkflowRecord:
+        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow
+        again: its recorded successes are replayed, its failed step bodies run again."""
+        async with self._db.transaction() as conn:
+            found = await control.resume(conn, workflow_id)
+            if found is None:
+                raise NotFound(f"workflow {workflow_id!r} does not exist")
+            name, status, resumed, due = found
+            if not resumed:
+                raise FailedPrecondition(
+                    f"workflow {workflow_id!r} is {status}: only FAILED, CANCELLED, TIMED_OUT and "
+                    "MAX_RECOVERY_ATTEMPTS_EXCEEDED workflows can be resumed"
+                )
+            await self._hints.publish(conn, hint.READY, [name])
+            record = await workflows.get(conn, workflow_id)
+        assert record is not None
+        self._ready(name, due)
+        return record
+
+    async def fork(self, workflow_id: str, new_id: str | None, from_step: str) -> WorkflowRecord:
+        """A new run of the workflow (same name and input) that reuses its finished steps
+        before ``from_step`` and runs the rest, on whatever code serves the name now."""
+        new_id = new_id or f"{workflow_id}-fork-{uuid.uuid4().hex[:12]}"
+        async with self._db.transaction() as conn:
+            source, name, _copied = await control.fork(conn, workflow_id, new_id, from_step)
+            if source is None:
+                raise NotFound(f"workflow {workflow_id!r} does not exist")
+            if name is None:
+                raise AlreadyExists(f"workflow {new_id!r} exists already")
+            await self._hints.publish(conn, hint.READY, [name])
+            record = await workflows.get(conn, new_id)
+        assert record is not None
+        self._ready(name, None)
+        return record
+
+    def _ready(self, name: str, due: datetime | None) -> None:
+        self._dispatcher.mark_ready([name])
+        if due is not None:
+            self._timers.schedule(due)
 
     def _stop_all(self, workflow_ids: list[str]) -> None:
         for workflow_id in workflow_ids:

@@ -101,7 +101,9 @@ class Engine:
         self.hints.on_resync(self._all_names_ready)
         # Callers waiting for workflows finished elsewhere, whose hint was lost, look again.
         self.hints.on_resync(self.waiters.notify_all)
-        self.control = Control(db, self.ownership, self.replies, self.hints, self.waiters)
+        self.control = Control(
+            db, self.ownership, self.replies, self.hints, self.waiters, self.dispatcher, self.timers
+        )
         self.waits = Waits(
             db, self.ownership, self.replies, self.dispatcher, self.timers, self.hints, self.waiters
         )
@@ -225,6 +227,12 @@ class Engine:
     async def cancel(self, workflow_id: str, reason: str) -> tuple[WorkflowRecord, list[str]]:
         """Cancels a workflow and its unfinished descendants."""
         return await self.control.cancel(workflow_id, reason)
+
+    async def resume(self, workflow_id: str) -> WorkflowRecord:
+        return await self.control.resume(workflow_id)
+
+    async def fork(self, workflow_id: str, new_id: str | None, from_step: str) -> WorkflowRecord:
+        return await self.control.fork(workflow_id, new_id, from_step)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Payload | None:
         """The event's value once set, or None when ``timeout`` seconds pass first."""

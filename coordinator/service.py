@@ -135,6 +135,21 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
         return cpb.CancelWorkflowResponse(workflow=convert.workflow_info(record), cancelled=cancelled)
 
     @_statuses
+    async def ResumeWorkflow(
+        self, request: cpb.ResumeWorkflowRequest, context: Any
+    ) -> cpb.ResumeWorkflowResponse:
+        record = await self._engine.resume(_workflow_id(request.workflow_id))
+        return cpb.ResumeWorkflowResponse(workflow=convert.workflow_info(record))
+
+    @_statuses
+    async def ForkWorkflow(self, request: cpb.ForkWorkflowRequest, context: Any) -> cpb.ForkWorkflowResponse:
+        new_id = validation.identifier("new_workflow_id", request.new_workflow_id, optional=True)
+        record = await self._engine.fork(
+            _workflow_id(request.workflow_id), new_id or None, validation.step_id(request.from_step)
+        )
+        return cpb.ForkWorkflowResponse(workflow=convert.workflow_info(record))
+
+    @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
         found = await self._engine.list_steps(_workflow_id(request.workflow_id))
         return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])

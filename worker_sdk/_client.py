@@ -128,6 +128,22 @@ class Client:
         (empty if it had finished). Raises WorkflowNotFoundError for an unknown ID."""
         return await self._calls.cancel(workflow_id, reason or "")
 
+    async def resume(self, workflow_id: str) -> WorkflowHandle:
+        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow
+        again under its ID: recorded steps return their records, step bodies that failed run
+        again. Raises WorkflowNotFoundError, or SteplineError for a workflow in another status."""
+        info = await self._calls.resume(workflow_id)
+        return WorkflowHandle(self, info.workflow_id)
+
+    async def fork(
+        self, workflow_id: str, from_step: str | int, *, workflow_id_of_fork: str | None = None
+    ) -> WorkflowHandle:
+        """A new run of a workflow (same name and input) that reuses its finished steps
+        recorded before ``from_step`` (a step ID: 3, "2.1") and runs the rest on the code
+        serving the name now. Returns the new run's handle."""
+        info = await self._calls.fork(workflow_id, str(from_step), workflow_id_of_fork or "")
+        return WorkflowHandle(self, info.workflow_id)
+
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing workflow (not checked until used)."""
         return WorkflowHandle(self, workflow_id)

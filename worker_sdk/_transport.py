@@ -234,6 +234,25 @@ class ClientCalls:
             raise translate(exc) from None
         return list(r.cancelled)
 
+    async def resume(self, workflow_id: str) -> WorkflowInfo:
+        try:
+            r = await self._stub.ResumeWorkflow(
+                cpb.ResumeWorkflowRequest(workflow_id=workflow_id), metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return workflow_info(r.workflow)
+
+    async def fork(self, workflow_id: str, from_step: str, new_id: str) -> WorkflowInfo:
+        request = cpb.ForkWorkflowRequest(
+            workflow_id=workflow_id, from_step=from_step, new_workflow_id=new_id
+        )
+        try:
+            r = await self._stub.ForkWorkflow(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return workflow_info(r.workflow)
+
     async def limits(self) -> Limits:
         """The coordinator's limits (GetServerInfo)."""
         try:

@@ -1,8 +1,9 @@
-"""Statements that control a workflow from outside: cancel (with its descendants)."""
+"""Statements that control a workflow from outside: cancel (with its descendants), resume, fork."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from coordinator.store import conditions
 from coordinator.store.database import Connection
@@ -49,3 +50,83 @@ async def cancel(conn: Connection, workflow_id: str, message: str) -> list[Cance
     if found:
         await conn.fetchval(_CANCEL, [r[0] for r in found], message)
     return [Cancelled(r[1], r[2], r[3]) for r in found]
+
+
+_RESUMABLE = ("FAILED", "CANCELLED", "TIMED_OUT", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+_RESUME = f"""
+WITH w AS (
+    SELECT seq, workflow_id, name, status FROM workflows WHERE workflow_id = $1 FOR UPDATE
+),
+resumed AS (
+    -- Ready to be handed out again, from a clean slate: no deadline, no recoveries counted.
+    UPDATE workflows t
+    SET status = 'ENQUEUED', owner_id = NULL, suspended = false, handoff = false, output = NULL,
+        output_encoding = NULL, error = NULL, completed_at = NULL, deadline_at = NULL,
+        recovery_attempts = 0, updated_at = now()
+    FROM w WHERE t.seq = w.seq AND w.status IN {_RESUMABLE}
+    RETURNING t.seq
+),
+forgotten AS (
+    -- The step bodies that failed run again; what succeeded is replayed from its record.
+    DELETE FROM steps s USING resumed r
+    WHERE s.workflow_seq = r.seq AND s.kind = 'step' AND s.status IN ('FAILED', 'RUNNING')
+),
+retimed AS (
+    -- Its open waits keep their wake times (a cancel dropped their timers).
+    INSERT INTO timers (workflow_seq, step_id, due_at)
+    SELECT s.workflow_seq, s.step_id, s.wake_at FROM steps s JOIN resumed r ON s.workflow_seq = r.seq
+    WHERE s.status = 'WAITING' AND s.wake_at IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING due_at
+)
+SELECT w.name, w.status, EXISTS (SELECT 1 FROM resumed), (SELECT min(due_at) FROM retimed) FROM w
+"""
+
+
+async def resume(conn: Connection, workflow_id: str) -> tuple[str, str, bool, datetime | None] | None:
+    """Makes a finished, unsuccessful workflow ready to run again from its recorded steps.
+
+    Returns its name, the status it had, whether it was resumed (only FAILED, CANCELLED,
+    TIMED_OUT and MAX_RECOVERY_ATTEMPTS_EXCEEDED are) and the earliest timer it got back;
+    None if there is no such workflow.
+    """
+    row = await conn.fetchrow(_RESUME, workflow_id)
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+_FORK = """
+WITH source AS (SELECT seq, name, input, input_encoding FROM workflows WHERE workflow_id = $1),
+forked AS (
+    INSERT INTO workflows (workflow_id, name, status, input, input_encoding, epoch, created_at, updated_at)
+    -- Epoch 1, as if a first execution had run: the one it is handed to (epoch 2) is sent
+    -- the copied history (a workflow first handed out under epoch 1 has none to send).
+    SELECT $2, name, 'ENQUEUED', input, input_encoding, 1, now(), now() FROM source
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING seq, name
+),
+copied AS (
+    -- The finished steps before from_step (in step-ID order: 1 < 2 < 2.1 < 2.2 < 3).
+    INSERT INTO steps (workflow_seq, step_id, name, status, output, output_encoding, error, attempts,
+                       worker_id, epoch, started_at, completed_at, kind, wake_at, wait_topic,
+                       wait_target, timed_out)
+    SELECT f.seq, s.step_id, s.name, s.status, s.output, s.output_encoding, s.error, s.attempts,
+           s.worker_id, 0, s.started_at, s.completed_at, s.kind, s.wake_at, s.wait_topic,
+           s.wait_target, s.timed_out
+    FROM forked f, source src JOIN steps s ON s.workflow_seq = src.seq
+    WHERE s.status IN ('SUCCEEDED', 'FAILED')
+      AND string_to_array(s.step_id, '.')::int[] < string_to_array($3, '.')::int[]
+    RETURNING 1
+)
+SELECT (SELECT name FROM source), (SELECT name FROM forked), (SELECT count(*) FROM copied)
+"""
+
+
+async def fork(
+    conn: Connection, workflow_id: str, new_id: str, from_step: str
+) -> tuple[str | None, str | None, int]:
+    """Records ``new_id``, a new ENQUEUED run of the workflow with its input and its
+    finished steps before ``from_step``. Returns the source's name (None: no such
+    workflow), the new run's name (None: ``new_id`` was taken) and how many steps it got."""
+    row = await conn.fetchrow(_FORK, workflow_id, new_id, from_step)
+    assert row is not None
+    return row[0], row[1], row[2]

@@ -655,6 +655,108 @@ class CancelWorkflowResponse(_message.Message):
 Global___CancelWorkflowResponse: _TypeAlias = CancelWorkflowResponse  # noqa: Y015
 
 @_typing.final
+class ResumeWorkflowRequest(_message.Message):
+    """Asks to run a finished, unsuccessful workflow again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow to resume."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeWorkflowRequest: _TypeAlias = ResumeWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class ResumeWorkflowResponse(_message.Message):
+    """The answer to ResumeWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workflow(self) -> _common_pb2.WorkflowInfo:
+        """The workflow, ENQUEUED."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _common_pb2.WorkflowInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeWorkflowResponse: _TypeAlias = ResumeWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class ForkWorkflowRequest(_message.Message):
+    """Asks for a new run of a workflow from one of its steps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_FIELD_NUMBER: _builtins.int
+    NEW_WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The workflow to fork (any status)."""
+    from_step: _builtins.str
+    """The first step ID to run again: the finished steps whose IDs come before it (compared
+    as dotted numbers: 1 < 2 < 2.1 < 2.2 < 3) are copied; the rest run. "1" copies none.
+    """
+    new_workflow_id: _builtins.str
+    """The new run's ID; empty: "<workflow_id>-fork-<random>"."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        from_step: _builtins.str = ...,
+        new_workflow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_step", b"from_step", "new_workflow_id", b"new_workflow_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForkWorkflowRequest: _TypeAlias = ForkWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class ForkWorkflowResponse(_message.Message):
+    """The answer to ForkWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workflow(self) -> _common_pb2.WorkflowInfo:
+        """The new run, ENQUEUED."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _common_pb2.WorkflowInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForkWorkflowResponse: _TypeAlias = ForkWorkflowResponse  # noqa: Y015
+
+@_typing.final
 class GetEventRequest(_message.Message):
     """Asks for the value of one of a workflow's events, waiting for it to be set."""
 

@@ -90,6 +90,16 @@ class WorkflowServiceStub:
                 request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
                 response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/stepline.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ForkWorkflow = channel.unary_unary(
+                '/stepline.v1.WorkflowService/ForkWorkflow',
+                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
+                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -187,6 +197,27 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeWorkflow(self, request, context):
+        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+        under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
+        out like any workflow; its replay returns the recorded steps, except that step bodies
+        that FAILED (or never finished) run again. Durable operations keep their records.
+        NOT_FOUND for an unknown workflow, FAILED_PRECONDITION for one in another status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForkWorkflow(self, request, context):
+        """Starts a new run of a workflow (same name and input) that reuses the finished steps
+        recorded before `from_step` and runs everything from there on, on whatever code
+        serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
+        workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -244,6 +275,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CancelWorkflow,
                     request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.FromString,
                     response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.SerializeToString,
+            ),
+            'ForkWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkWorkflow,
+                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.FromString,
+                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -544,6 +585,60 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/CancelWorkflow',
             protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
             protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/ResumeWorkflow',
+            protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/ForkWorkflow',
+            protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
+            protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

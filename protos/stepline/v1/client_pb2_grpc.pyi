@@ -83,6 +83,19 @@ class WorkflowServiceStub:
     for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
     NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
     """
+    ResumeWorkflow: _grpc.UnaryUnaryMultiCallable[_client_pb2.ResumeWorkflowRequest, _client_pb2.ResumeWorkflowResponse]
+    """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+    under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
+    out like any workflow; its replay returns the recorded steps, except that step bodies
+    that FAILED (or never finished) run again. Durable operations keep their records.
+    NOT_FOUND for an unknown workflow, FAILED_PRECONDITION for one in another status.
+    """
+    ForkWorkflow: _grpc.UnaryUnaryMultiCallable[_client_pb2.ForkWorkflowRequest, _client_pb2.ForkWorkflowResponse]
+    """Starts a new run of a workflow (same name and input) that reuses the finished steps
+    recorded before `from_step` and runs everything from there on, on whatever code
+    serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
+    workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -131,6 +144,19 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     body already running may finish, but nothing it reports is recorded. Whoever waits
     for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
     NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
+    """
+    ResumeWorkflow: _aio.UnaryUnaryMultiCallable[_client_pb2.ResumeWorkflowRequest, _client_pb2.ResumeWorkflowResponse]  # type: ignore[assignment]
+    """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+    under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
+    out like any workflow; its replay returns the recorded steps, except that step bodies
+    that FAILED (or never finished) run again. Durable operations keep their records.
+    NOT_FOUND for an unknown workflow, FAILED_PRECONDITION for one in another status.
+    """
+    ForkWorkflow: _aio.UnaryUnaryMultiCallable[_client_pb2.ForkWorkflowRequest, _client_pb2.ForkWorkflowResponse]  # type: ignore[assignment]
+    """Starts a new run of a workflow (same name and input) that reuses the finished steps
+    recorded before `from_step` and runs everything from there on, on whatever code
+    serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
+    workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -243,6 +269,31 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         body already running may finish, but nothing it reports is recorded. Whoever waits
         for a cancelled workflow sees it end, with "stepline.WorkflowCancelledError".
         NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeWorkflow(
+        self,
+        request: _client_pb2.ResumeWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ResumeWorkflowResponse, _abc.Awaitable[_client_pb2.ResumeWorkflowResponse]]:
+        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+        under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
+        out like any workflow; its replay returns the recorded steps, except that step bodies
+        that FAILED (or never finished) run again. Durable operations keep their records.
+        NOT_FOUND for an unknown workflow, FAILED_PRECONDITION for one in another status.
+        """
+
+    @_abc_1.abstractmethod
+    def ForkWorkflow(
+        self,
+        request: _client_pb2.ForkWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ForkWorkflowResponse, _abc.Awaitable[_client_pb2.ForkWorkflowResponse]]:
+        """Starts a new run of a workflow (same name and input) that reuses the finished steps
+        recorded before `from_step` and runs everything from there on, on whatever code
+        serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
+        workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
