@@ -17,7 +17,7 @@ from datetime import datetime
 
 from coordinator import hints as hint
 from coordinator.dispatch import Dispatcher
-from coordinator.errors import AlreadyExists, FailedPrecondition, NotFound
+from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from coordinator.hints import Hints
 from coordinator.models import Abandon, AbandonReason, WorkflowRecord
 from coordinator.ownership import Ownership
@@ -86,9 +86,12 @@ class Control:
         before ``from_step`` and runs the rest, on whatever code serves the name now."""
         new_id = new_id or f"{workflow_id}-fork-{uuid.uuid4().hex[:12]}"
         async with self._db.transaction() as conn:
-            source, name, _copied = await control.fork(conn, workflow_id, new_id, from_step)
-            if source is None:
+            forked = await control.fork(conn, workflow_id, new_id, from_step)
+            if forked.source is None:
                 raise NotFound(f"workflow {workflow_id!r} does not exist")
+            if not forked.step_found:
+                raise InvalidArgument(f"workflow {workflow_id!r} has no step {from_step!r} to fork from")
+            name = forked.name
             if name is None:
                 raise AlreadyExists(f"workflow {new_id!r} exists already")
             await self._hints.publish(conn, hint.READY, [name])

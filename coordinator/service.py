@@ -145,7 +145,9 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
     async def ForkWorkflow(self, request: cpb.ForkWorkflowRequest, context: Any) -> cpb.ForkWorkflowResponse:
         new_id = validation.identifier("new_workflow_id", request.new_workflow_id, optional=True)
         record = await self._engine.fork(
-            _workflow_id(request.workflow_id), new_id or None, validation.step_id(request.from_step)
+            _workflow_id(request.workflow_id),
+            new_id or None,
+            validation.identifier("from_step", request.from_step),
         )
         return cpb.ForkWorkflowResponse(workflow=convert.workflow_info(record))
 

@@ -24,14 +24,6 @@ def identifier(kind: str, value: str, *, optional: bool = False) -> str:
     return value
 
 
-def step_id(value: str) -> str:
-    """A step ID as the SDKs make them: dotted positive numbers ("3", "2.1")."""
-    numbers = all(p.isascii() and p.isdigit() and p[0] != "0" for p in value.split("."))
-    if not value or len(value) > MAX_ID_LENGTH or not numbers:
-        raise InvalidArgument(f"step ID {value!r} is not a step ID (dotted positive numbers: 3, 2.1)")
-    return value
-
-
 MAX_TEXT_LENGTH = 2000
 
 

@@ -139,7 +139,7 @@ class Client:
         self, workflow_id: str, from_step: str | int, *, workflow_id_of_fork: str | None = None
     ) -> WorkflowHandle:
         """A new run of a workflow (same name and input) that reuses its finished steps
-        recorded before ``from_step`` (a step ID: 3, "2.1") and runs the rest on the code
+        first started before ``from_step`` (a step ID it recorded) and runs the rest on the code
         serving the name now. Returns the new run's handle."""
         info = await self._calls.fork(workflow_id, str(from_step), workflow_id_of_fork or "")
         return WorkflowHandle(self, info.workflow_id)

@@ -96,37 +96,46 @@ async def resume(conn: Connection, workflow_id: str) -> tuple[str, str, bool, da
 
 _FORK = """
 WITH source AS (SELECT seq, name, input, input_encoding FROM workflows WHERE workflow_id = $1),
+point AS (
+    SELECT s.started_at FROM source JOIN steps s ON s.workflow_seq = source.seq AND s.step_id = $3
+),
 forked AS (
     INSERT INTO workflows (workflow_id, name, status, input, input_encoding, epoch, created_at, updated_at)
     -- Epoch 1, as if a first execution had run: the one it is handed to (epoch 2) is sent
     -- the copied history (a workflow first handed out under epoch 1 has none to send).
     SELECT $2, name, 'ENQUEUED', input, input_encoding, 1, now(), now() FROM source
+    WHERE EXISTS (SELECT 1 FROM point)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING seq, name
 ),
 copied AS (
-    -- The finished steps before from_step (in step-ID order: 1 < 2 < 2.1 < 2.2 < 3).
+    -- The finished steps first started before from_step was (the order of the history).
     INSERT INTO steps (workflow_seq, step_id, name, status, output, output_encoding, error, attempts,
                        worker_id, epoch, started_at, completed_at, kind, wake_at, wait_topic,
                        wait_target, timed_out)
     SELECT f.seq, s.step_id, s.name, s.status, s.output, s.output_encoding, s.error, s.attempts,
            s.worker_id, 0, s.started_at, s.completed_at, s.kind, s.wake_at, s.wait_topic,
            s.wait_target, s.timed_out
-    FROM forked f, source src JOIN steps s ON s.workflow_seq = src.seq
-    WHERE s.status IN ('SUCCEEDED', 'FAILED')
-      AND string_to_array(s.step_id, '.')::int[] < string_to_array($3, '.')::int[]
+    FROM forked f, point p, source src JOIN steps s ON s.workflow_seq = src.seq
+    WHERE s.status IN ('SUCCEEDED', 'FAILED') AND s.started_at < p.started_at AND s.step_id <> $3
     RETURNING 1
 )
-SELECT (SELECT name FROM source), (SELECT name FROM forked), (SELECT count(*) FROM copied)
+SELECT (SELECT name FROM source), EXISTS (SELECT 1 FROM point), (SELECT name FROM forked),
+       (SELECT count(*) FROM copied)
 """
 
 
-async def fork(
-    conn: Connection, workflow_id: str, new_id: str, from_step: str
-) -> tuple[str | None, str | None, int]:
-    """Records ``new_id``, a new ENQUEUED run of the workflow with its input and its
-    finished steps before ``from_step``. Returns the source's name (None: no such
-    workflow), the new run's name (None: ``new_id`` was taken) and how many steps it got."""
+@dataclass(frozen=True, slots=True)
+class Forked:
+    source: str | None  # the source's name; None: no such workflow
+    step_found: bool  # whether the source recorded from_step
+    name: str | None  # the new run's name; None: not recorded (its ID was taken)
+    copied: int
+
+
+async def fork(conn: Connection, workflow_id: str, new_id: str, from_step: str) -> Forked:
+    """Records ``new_id``, a new ENQUEUED run of the workflow with its input and copies
+    of its finished steps first started before ``from_step`` was."""
     row = await conn.fetchrow(_FORK, workflow_id, new_id, from_step)
     assert row is not None
-    return row[0], row[1], row[2]
+    return Forked(row[0], row[1], row[2], row[3])

@@ -712,8 +712,9 @@ class ForkWorkflowRequest(_message.Message):
     workflow_id: _builtins.str
     """The workflow to fork (any status)."""
     from_step: _builtins.str
-    """The first step ID to run again: the finished steps whose IDs come before it (compared
-    as dotted numbers: 1 < 2 < 2.1 < 2.2 < 3) are copied; the rest run. "1" copies none.
+    """The first step to run again, a step the workflow recorded: the finished steps first
+    started before it (in the order of the history) are copied; the rest run.
+    INVALID_ARGUMENT when the workflow recorded no such step.
     """
     new_workflow_id: _builtins.str
     """The new run's ID; empty: "<workflow_id>-fork-<random>"."""
