@@ -11,6 +11,7 @@ from worker_sdk._children import ChildHandle, await_workflow, start_child
 from worker_sdk._client import Client, WorkflowHandle
 from worker_sdk._context import StepContext, current_step, workflow_id
 from worker_sdk._decorators import Step, Workflow, step, workflow
+from worker_sdk._deterministic import as_completed, now, random, uuid4, wait, watch_asyncio
 from worker_sdk._models import (
     ErrorInfo,
     Payload,
@@ -76,9 +77,12 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowTimedOutError",
     "__version__",
+    "as_completed",
     "await_workflow",
     "current_step",
     "get_event",
+    "now",
+    "random",
     "recv",
     "send",
     "set_event",
@@ -86,6 +90,10 @@ __all__ = [
     "sleep_until",
     "start_child",
     "step",
+    "uuid4",
+    "wait",
     "workflow",
     "workflow_id",
 ]
+
+watch_asyncio()

@@ -8,6 +8,7 @@ import os
 
 from tests.e2e.programs.children import CHILDREN, PARENTS
 from tests.e2e.programs.flows import ALL
+from tests.e2e.programs.ordering import ORDERING
 from tests.e2e.programs.waiting import WAITING
 from worker_sdk import Worker
 
@@ -19,7 +20,11 @@ async def main() -> None:
     suspend = os.environ.get("SUSPEND_AFTER", "5")
     suspend_after = None if suspend == "never" else float(suspend)
     # What it serves: everything, or only the parents or the children of children.py.
-    serves = {"all": [*ALL, *WAITING, *PARENTS, *CHILDREN], "parents": PARENTS, "children": CHILDREN}
+    serves = {
+        "all": [*ALL, *WAITING, *PARENTS, *CHILDREN, *ORDERING],
+        "parents": PARENTS,
+        "children": CHILDREN,
+    }
     async with Worker(
         os.environ["STEPLINE_ADDRESS"],
         workflows=serves[os.environ.get("SERVES", "all")],
