@@ -11,7 +11,7 @@ from worker_sdk._children import ChildHandle, await_workflow, start_child
 from worker_sdk._client import Client, WorkflowHandle
 from worker_sdk._context import StepContext, current_step, workflow_id
 from worker_sdk._decorators import Step, Workflow, step, workflow
-from worker_sdk._deterministic import as_completed, now, random, uuid4, wait, watch_asyncio
+from worker_sdk._deterministic import as_completed, now, patched, random, uuid4, wait, watch_asyncio
 from worker_sdk._models import (
     ErrorInfo,
     Payload,
@@ -82,6 +82,7 @@ __all__ = [
     "current_step",
     "get_event",
     "now",
+    "patched",
     "random",
     "recv",
     "send",

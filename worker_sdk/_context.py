@@ -45,6 +45,10 @@ class Scope:
         self._steps += 1
         return f"{self.prefix}{self._steps}"
 
+    def peek_step_id(self) -> str:
+        """The step ID the next call will take (taking none)."""
+        return f"{self.prefix}{self._steps + 1}"
+
     def child(self) -> Scope:
         self._tasks += 1
         return Scope(self.execution, f"{self.prefix}t{self._tasks}/")

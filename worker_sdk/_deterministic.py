@@ -1,5 +1,7 @@
 """Deterministic helpers for workflow code: what a replay must see as the first run saw it.
 
+``patched`` lets new code branch safely where old runs are still in flight.
+
 ``now``, ``random`` and ``uuid4`` are recorded once, as steps ("stepline.now", ...), and a
 replay returns the recorded value. ``wait`` and ``as_completed`` record the order in which
 they saw their awaitables finish (as "stepline.wait" / "stepline.as_completed" steps: the
@@ -49,6 +51,10 @@ async def _observed(positions: list[int]) -> list[int]:
     return positions
 
 
+async def _patched() -> bool:
+    return True
+
+
 def _internal(name: str, fn: Any) -> StepDefinition:
     return StepDefinition(name, fn, None, True)
 
@@ -58,6 +64,30 @@ _RANDOM = _internal("stepline.random", _random_value)
 _UUID = _internal("stepline.uuid4", _uuid)
 _WAIT = _internal("stepline.wait", _observed)
 _AS_COMPLETED = _internal("stepline.as_completed", _observed)
+_PATCHED = _internal("stepline.patched", _patched)
+
+
+def patched(change_id: str) -> Coroutine[Any, Any, bool]:
+    """Whether this run takes the new code path of change ``change_id``: False while it
+    replays a history made before the change reached this point, True otherwise; decided
+    once, the same on every replay. Branch on it to change workflow code that runs
+    already: ``if await patched("express-shipping"): ... else: ...``.
+
+    It takes no step ID of the sequence (old histories keep theirs): a True answer is
+    recorded under "<scope>patch:<change_id>"; a False one needs no record, as a history
+    that holds this scope's next step will always hold it.
+    """
+    scope = SCOPE.get()
+    if scope is None:
+        return _value(True)
+    ex = scope.execution
+    step_id = f"{scope.prefix}patch:{change_id}"
+    if ex.recorded.get(step_id) is not None:
+        return _value(True)
+    if scope.peek_step_id() in ex.recorded:
+        return _value(False)
+    coro: Coroutine[Any, Any, bool] = run_step(ex, _PATCHED, step_id, (), {})
+    return coro
 
 
 def now() -> Coroutine[Any, Any, datetime]:
