@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from coordinator import server
 from coordinator.config import Settings
 from tests.e2e.processes import eventually
+from tests.ids import unique
 from worker_sdk import (
     Client,
     StepStatus,
@@ -37,10 +37,6 @@ def _clear() -> None:
     global release
     effects.clear()
     release = asyncio.Event()  # one per test: an Event belongs to the loop that first waits on it
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @step()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,6 +13,7 @@ import pytest
 from coordinator import server
 from coordinator.config import Settings
 from tests.e2e.processes import eventually
+from tests.ids import unique
 from worker_sdk import (
     ChildHandle,
     Client,
@@ -36,10 +36,6 @@ effects: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     effects.clear()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @step()

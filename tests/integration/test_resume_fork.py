@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.processes import eventually
+from tests.ids import unique
 from worker_sdk import (
     Client,
     InvalidArgumentError,
@@ -33,10 +33,6 @@ bug = {"present": True}
 def _clear() -> None:
     effects.clear()
     bug["present"] = True
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @step()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from coordinator import server
 from tests.e2e.processes import eventually
+from tests.ids import unique
 from worker_sdk import (
     Client,
     RetryPolicy,
@@ -41,10 +41,6 @@ effects: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     effects.clear()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @step()
