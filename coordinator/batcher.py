@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from coordinator.errors import Conflict, CoordinatorError, Unavailable
+from coordinator.errors import Conflict, CoordinatorError, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,21 @@ class Batcher(Generic[T]):
         split in halves, each written on its own, down to single items: only the items at
         fault are answered with the error, and everything else in the batch is written.
         """
-        parts = [batch]
+        parts = [(batch, False)]
         while parts:
-            part = parts.pop()
+            part, again = parts.pop()
             error = await self._write_part(part)
             if error is None:
                 continue
-            if len(part) == 1:
+            if len(part) == 1 and not again and not isinstance(error, InvalidArgument):
+                # Once more before it is refused: an error of the connection rather than of
+                # the item (one that broke mid-shutdown) is gone on the fresh connection.
+                parts.append((part, True))
+            elif len(part) == 1:
                 self._fail(part, error)
             else:
                 half = len(part) // 2
-                parts += [part[half:], part[:half]]
+                parts += [(part[half:], False), (part[:half], False)]
 
     async def _write_part(self, batch: list[T]) -> CoordinatorError | None:
         """Writes one batch, retrying it through outages and lost conflicts; returns the

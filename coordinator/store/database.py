@@ -46,6 +46,15 @@ def transient(exc: BaseException, conn: Connection | None = None) -> bool:
     return False
 
 
+def broken(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves its connection in a state nobody should use again: asyncpg's
+    own state errors (seen on the write connection while PostgreSQL was shutting down:
+    "cannot switch to state 12; another operation (2) is in progress")."""
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) or (
+        isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError)
+    )
+
+
 def translate(exc: BaseException, conn: Connection | None = None) -> CoordinatorError:
     """Maps an exception raised while talking to PostgreSQL to the coordinator's tree."""
     if isinstance(exc, CoordinatorError):
@@ -126,6 +135,8 @@ class Database:
             async with self._pool.acquire(timeout=10) as conn:
                 yield conn
         except Exception as exc:
+            if conn is not None and broken(exc):
+                conn.terminate()  # the pool opens another in its place
             raise self._failed(exc, conn) from exc
         self._answered()
 
@@ -152,7 +163,7 @@ class Database:
             yield self._writer
         except Exception as exc:
             error = self._failed(exc, self._writer)
-            if isinstance(error, Unavailable) and self._writer is not None:
+            if (isinstance(error, Unavailable) or broken(exc)) and self._writer is not None:
                 self._writer.terminate()
                 self._writer = None
             raise error from exc
