@@ -72,8 +72,8 @@ class Control:
             name, status, resumed, due = found
             if not resumed:
                 raise FailedPrecondition(
-                    f"workflow {workflow_id!r} is {status}: only FAILED, CANCELLED, TIMED_OUT and "
-                    "MAX_RECOVERY_ATTEMPTS_EXCEEDED workflows can be resumed"
+                    f"workflow {workflow_id!r} is {status}: only FAILED, CANCELLED, TIMED_OUT, PAUSED "
+                    "and MAX_RECOVERY_ATTEMPTS_EXCEEDED workflows can be resumed"
                 )
             await self._hints.publish(conn, hint.READY, [name])
             record = await workflows.get(conn, workflow_id)

@@ -58,6 +58,10 @@ class PendingOutcome:
 Pending = PendingStep | PendingOutcome
 
 
+# The error an SDK reports when a workflow's code left its history (see WORKFLOW_STATUS_PAUSED).
+NON_DETERMINISM = "stepline.NonDeterminismError"
+
+
 class Recorder:
     def __init__(
         self,
@@ -108,6 +112,8 @@ class Recorder:
 
     def workflow_result(self, session: Session, ev: WorkflowResult) -> None:
         status = WorkflowStatus.FAILED if ev.error is not None else WorkflowStatus.SUCCEEDED
+        if ev.error is not None and ev.error.type == NON_DETERMINISM:
+            status = WorkflowStatus.PAUSED  # resumable on fixed code, not failed
         at = datetime.now(UTC)
         outcome = Outcome(ev.workflow_id, ev.epoch, session.worker_id, status, ev.output, ev.error, at)
         self.batcher.add(PendingOutcome(session, outcome))

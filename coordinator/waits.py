@@ -34,6 +34,7 @@ from coordinator.models import (
     StepStatus,
     Suspend,
     Wait,
+    WorkflowStatus,
 )
 from coordinator.sessions import Session
 from coordinator.store import children, mailboxes, timers, waits
@@ -421,8 +422,11 @@ class Waits(Deliveries):
 
 
 def _over(target: Locked | None, started_now: bool) -> bool:
-    """Whether a workflow waited for has finished, or does not exist."""
-    return target.status.done if target is not None else not started_now
+    """Whether a workflow waited for has finished, or does not exist (a PAUSED one may
+    still be resumed: its waiters go on waiting)."""
+    if target is None:
+        return not started_now
+    return target.status.done and target.status is not WorkflowStatus.PAUSED
 
 
 def _kind(op: Wait | Send | SetEvent | StartChild) -> StepKind:

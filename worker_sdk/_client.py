@@ -129,9 +129,10 @@ class Client:
         return await self._calls.cancel(workflow_id, reason or "")
 
     async def resume(self, workflow_id: str) -> WorkflowHandle:
-        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow
-        again under its ID: recorded steps return their records, step bodies that failed run
-        again. Raises WorkflowNotFoundError, or SteplineError for a workflow in another status."""
+        """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED (non-determinism) or
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again under its ID: recorded steps return
+        their records, step bodies that failed run again. Raises WorkflowNotFoundError, or
+        SteplineError for a workflow in another status."""
         info = await self._calls.resume(workflow_id)
         return WorkflowHandle(self, info.workflow_id)
 

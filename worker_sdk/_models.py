@@ -18,6 +18,7 @@ class WorkflowStatus(enum.Enum):
     CANCELLED = "CANCELLED"
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
     TIMED_OUT = "TIMED_OUT"
+    PAUSED = "PAUSED"
 
     @property
     def done(self) -> bool:

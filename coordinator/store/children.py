@@ -42,7 +42,7 @@ e AS (
         completed_at = clock_timestamp()
     FROM k LEFT JOIN workflows t ON t.workflow_id = k.target
     WHERE s.workflow_seq = k.seq AND s.step_id = k.step_id AND s.status = 'WAITING'
-      AND (t.seq IS NULL OR t.status NOT IN ('ENQUEUED', 'RUNNING'))
+      AND (t.seq IS NULL OR t.status NOT IN ('ENQUEUED', 'RUNNING', 'PAUSED'))
     RETURNING s.workflow_seq, s.step_id, s.output, s.output_encoding, s.error
 ),
 untimed AS (

@@ -52,7 +52,7 @@ async def cancel(conn: Connection, workflow_id: str, message: str) -> list[Cance
     return [Cancelled(r[1], r[2], r[3]) for r in found]
 
 
-_RESUMABLE = ("FAILED", "CANCELLED", "TIMED_OUT", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+_RESUMABLE = ("FAILED", "CANCELLED", "TIMED_OUT", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PAUSED")
 _RESUME = f"""
 WITH w AS (
     SELECT seq, workflow_id, name, status FROM workflows WHERE workflow_id = $1 FOR UPDATE

@@ -20,6 +20,7 @@ from worker_sdk import (
     WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowStatus,
+    recv,
     sleep,
     step,
     workflow,
@@ -148,3 +149,50 @@ async def test_bad_resumes_and_forks_are_refused(worker: Worker, client: Client)
         await client.fork(done.workflow_id, 9)
     with pytest.raises(SteplineError, match="exists already"):
         await client.fork(done.workflow_id, 1, workflow_id_of_fork=done.workflow_id)
+
+
+@step()
+async def renamed_first() -> int:
+    effects["renamed"] += 1
+    return 1
+
+
+@workflow(name="rf.evolving")
+async def evolving_v1() -> Any:
+    await first()
+    return await recv()
+
+
+@workflow(name="rf.evolving")
+async def evolving_v2() -> Any:
+    await renamed_first()  # a change that breaks the runs in flight
+    return await recv()
+
+
+async def test_a_non_determinism_error_pauses_the_run_and_resume_on_fixed_code_finishes_it(
+    address: str, client: Client
+) -> None:
+    async with Worker(address, workflows=[evolving_v1], suspend_after=None):
+        handle = await client.start_workflow(evolving_v1, workflow_id=unique("evolving"))
+
+        async def waits() -> bool:
+            return any(s.status is StepStatus.WAITING for s in await client.list_steps(handle.workflow_id))
+
+        await eventually(waits, what="the recv waiting")
+    async with Worker(address, workflows=[evolving_v2], suspend_after=None):
+
+        async def paused() -> bool:
+            return (await client.get_workflow(handle.workflow_id)).status is WorkflowStatus.PAUSED
+
+        await eventually(paused, what="the run paused")
+    info = await client.get_workflow(handle.workflow_id)
+    assert info.error is not None
+    assert info.error.type == "stepline.NonDeterminismError"
+    assert "'1'" in info.error.message
+    assert first.name in info.error.message
+    assert renamed_first.name in info.error.message
+    async with Worker(address, workflows=[evolving_v1], suspend_after=None):
+        await client.resume(handle.workflow_id)
+        await client.send(handle.workflow_id, "hello")
+        assert await handle.result(timeout=20) == "hello"
+    assert effects == Counter({"first": 1})

@@ -198,7 +198,7 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeWorkflow(self, request, context):
-        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+        """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
         under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
         out like any workflow; its replay returns the recorded steps, except that step bodies
         that FAILED (or never finished) run again. Durable operations keep their records.

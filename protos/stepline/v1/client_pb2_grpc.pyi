@@ -84,7 +84,7 @@ class WorkflowServiceStub:
     NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
     """
     ResumeWorkflow: _grpc.UnaryUnaryMultiCallable[_client_pb2.ResumeWorkflowRequest, _client_pb2.ResumeWorkflowResponse]
-    """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+    """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
     under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
     out like any workflow; its replay returns the recorded steps, except that step bodies
     that FAILED (or never finished) run again. Durable operations keep their records.
@@ -146,7 +146,7 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     NOT_FOUND for an unknown workflow; a finished one is left as it is (cancelled empty).
     """
     ResumeWorkflow: _aio.UnaryUnaryMultiCallable[_client_pb2.ResumeWorkflowRequest, _client_pb2.ResumeWorkflowResponse]  # type: ignore[assignment]
-    """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+    """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
     under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
     out like any workflow; its replay returns the recorded steps, except that step bodies
     that FAILED (or never finished) run again. Durable operations keep their records.
@@ -277,7 +277,7 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _client_pb2.ResumeWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ResumeWorkflowResponse, _abc.Awaitable[_client_pb2.ResumeWorkflowResponse]]:
-        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
+        """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again
         under the same ID: it is ENQUEUED (no deadline, recoveries counted from 0) and handed
         out like any workflow; its replay returns the recorded steps, except that step bodies
         that FAILED (or never finished) run again. Durable operations keep their records.

@@ -77,6 +77,13 @@ class _WorkflowStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Workfl
     """Its timeout or deadline (StartWorkflowRequest.timeout / deadline) passed before it
     finished. The coordinator decides this itself, with or without a worker alive.
     """
+    WORKFLOW_STATUS_PAUSED: _WorkflowStatus.ValueType  # 8
+    """Its code took another path than its history (a non-determinism error): stopped, not
+    failed, so that it can be resumed (ResumeWorkflow) on fixed code or forked. `error`
+    ("stepline.NonDeterminismError") names the step, the name recorded there and the name
+    the code called. Waits for it (WorkflowCondition) go on waiting; clients awaiting it
+    see it as they see a final status.
+    """
 
 class WorkflowStatus(_WorkflowStatus, metaclass=_WorkflowStatusEnumTypeWrapper):
     """Where a workflow is in its life."""
@@ -100,6 +107,13 @@ WORKFLOW_STATUS_MAX_RECOVERY_ATTEMPTS_EXCEEDED: WorkflowStatus.ValueType  # 6
 WORKFLOW_STATUS_TIMED_OUT: WorkflowStatus.ValueType  # 7
 """Its timeout or deadline (StartWorkflowRequest.timeout / deadline) passed before it
 finished. The coordinator decides this itself, with or without a worker alive.
+"""
+WORKFLOW_STATUS_PAUSED: WorkflowStatus.ValueType  # 8
+"""Its code took another path than its history (a non-determinism error): stopped, not
+failed, so that it can be resumed (ResumeWorkflow) on fixed code or forked. `error`
+("stepline.NonDeterminismError") names the step, the name recorded there and the name
+the code called. Waits for it (WorkflowCondition) go on waiting; clients awaiting it
+see it as they see a final status.
 """
 Global___WorkflowStatus: _TypeAlias = WorkflowStatus  # noqa: Y015
 
