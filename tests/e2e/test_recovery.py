@@ -89,7 +89,7 @@ async def test_helpers_with_random_delays_recover_with_the_same_ids(
     assert all(runs[step_id] == 1 for step_id in recorded_before)
 
 
-async def test_code_changed_between_runs_fails_with_a_nondeterminism_error(
+async def test_code_changed_between_runs_pauses_with_a_nondeterminism_error(
     client: Client, worker: WorkerFactory, tmp_path: Path
 ) -> None:
     effects = tmp_path / "effects"
@@ -105,7 +105,7 @@ async def test_code_changed_between_runs_fails_with_a_nondeterminism_error(
     assert failure.error_type == "stepline.NonDeterminismError"
     assert "step '1' was recorded as 'alpha' but the code now calls 'beta'" in failure.message
     info = await handle.info()
-    assert info.status is WorkflowStatus.FAILED
+    assert info.status is WorkflowStatus.PAUSED  # stopped, resumable once the code is fixed
     assert info.error is not None
     assert info.error.type == "stepline.NonDeterminismError"
     steps = await client.list_steps("evolving")
