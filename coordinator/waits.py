@@ -20,6 +20,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+import orjson
+
 from coordinator.deliveries import Deliveries, Effects, Pending, done_from_record
 from coordinator.errors import CoordinatorError, FailedPrecondition, NotFound
 from coordinator.models import (
@@ -349,10 +351,11 @@ class Waits(Deliveries):
                     f"workflow {c.child_id!r} exists already as a {existing[c.child_id]!r}, not a {c.name!r}",
                 )
             op = item.op
-            done.append(
-                waits.Done(row.seq, c.step_id, StepKind.START_CHILD, item.session.worker_id, op.epoch, error)
-            )
-            fx.done.append((item.session, StepDone(c.parent_id, op.epoch, c.step_id, None, error, False)))
+            # The output is the child's ID, so that a replay (or a fork) finds that child.
+            output = None if error else Payload(orjson.dumps(c.child_id), "json")
+            worker = item.session.worker_id
+            done.append(waits.Done(row.seq, c.step_id, StepKind.START_CHILD, worker, op.epoch, error, output))
+            fx.done.append((item.session, StepDone(c.parent_id, op.epoch, c.step_id, output, error, False)))
         await waits.record_done(conn, done)
         return inserted
 

@@ -22,7 +22,7 @@ from worker_sdk import _serde
 from worker_sdk._context import STEP_CODES, Scope
 from worker_sdk._messages import StartChild, Wait
 from worker_sdk._models import StepKind
-from worker_sdk._operations import _nothing, _operate, _scope, _value
+from worker_sdk._operations import _operate, _scope, _value
 
 if TYPE_CHECKING:
     from worker_sdk._decorators import Workflow
@@ -114,13 +114,19 @@ def _await(scope: Scope, workflow_id: str) -> Coroutine[Any, Any, Any]:
     return _value(_operate(scope.execution, _wait_op(scope, workflow_id)))
 
 
+async def _child_id(start: _Start) -> str:
+    """Starts (or replays the start of) the child; its ID as recorded, which a forked run
+    shares with the run it was forked from."""
+    recorded, _ = await _operate(start.scope.execution, start.op)
+    return recorded if isinstance(recorded, str) else start.op.child_id
+
+
 async def _started(start: _Start) -> ChildHandle[Any]:
-    await _nothing(_operate(start.scope.execution, start.op))
-    return ChildHandle(start.op.child_id)
+    return ChildHandle(await _child_id(start))
 
 
 async def _started_and_awaited(start: _Start, wait: Wait, scope: Scope) -> Any:
-    await _nothing(_operate(start.scope.execution, start.op))
+    wait.target = await _child_id(start)
     return await _value(_operate(scope.execution, wait))
 
 

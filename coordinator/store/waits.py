@@ -184,17 +184,19 @@ async def due(conn: Connection, waits: Sequence[tuple[int, str, datetime]]) -> s
 
 _RECORD_DONE = """
 INSERT INTO steps (workflow_seq, step_id, name, status, kind, attempts, worker_id, epoch,
-                   error, started_at, completed_at)
-SELECT seq, step_id, name, status, kind, 1, worker_id, epoch, error, clock_timestamp(), clock_timestamp()
+                   error, output, output_encoding, started_at, completed_at)
+SELECT seq, step_id, name, status, kind, 1, worker_id, epoch, error, output, output_encoding,
+       clock_timestamp(), clock_timestamp()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-            $8::jsonb[])
-    AS b(seq, step_id, name, status, kind, worker_id, epoch, error)
+            $8::jsonb[], $9::bytea[], $10::text[])
+    AS b(seq, step_id, name, status, kind, worker_id, epoch, error, output, output_encoding)
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """A send or set_event step, recorded finished (its step ID was checked to be free)."""
+    """A send, set_event or start_child step, recorded finished (its step ID was checked
+    to be free)."""
 
     seq: int
     step_id: str
@@ -202,6 +204,7 @@ class Done:
     worker_id: str
     epoch: int
     error: ErrorInfo | None
+    output: Payload | None = None
 
 
 async def record_done(conn: Connection, done: Sequence[Done]) -> None:
@@ -217,6 +220,8 @@ async def record_done(conn: Connection, done: Sequence[Done]) -> None:
         [d.worker_id for d in done],
         [d.epoch for d in done],
         [rows.error_to_json(d.error) for d in done],
+        [d.output.data if d.output else None for d in done],
+        [d.output.encoding if d.output else None for d in done],
     )
 
 

@@ -157,6 +157,16 @@ async def test_a_child_started_by_name_is_served_by_another_worker(address: str,
     assert child_id == f"{handle.workflow_id}/1"
 
 
+async def test_a_fork_that_reuses_a_childs_start_awaits_that_same_child(
+    worker: Worker, client: Client
+) -> None:
+    original = await client.start_workflow(by_name, "kids.double", 21, None, workflow_id=unique("orig"))
+    assert await original.result(timeout=20) == [f"{original.workflow_id}/1", 42]
+    fork = await client.fork(original.workflow_id, 2)  # copies the START_CHILD, not its wait
+    assert await fork.result(timeout=20) == [f"{original.workflow_id}/1", 42]
+    assert effects == Counter({"double 21": 1})  # one child, run once
+
+
 async def test_a_child_id_taken_by_another_workflow_is_a_conflict(worker: Worker, client: Client) -> None:
     taken = await client.start_workflow(napping, 0.0, workflow_id=unique("taken"))
     handle = await client.start_workflow(by_name, "kids.double", 1, taken.workflow_id)

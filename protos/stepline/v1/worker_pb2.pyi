@@ -1197,7 +1197,8 @@ class StartChild(_message.Message):
     child is an ordinary workflow (any worker serving `workflow_name`, in any language, runs
     it) whose WorkflowInfo names its parent. When a workflow with `child_workflow_id` exists
     already, it is the child if it has the same name (StepDone SUCCEEDED); under another name
-    StepDone is FAILED with "stepline.WorkflowConflictError". Await it with a Wait on a
+    StepDone is FAILED with "stepline.WorkflowConflictError"; else its output is the child's
+    ID (a JSON string): a replay takes the ID from there. Await it with a Wait on a
     WorkflowCondition. The SDK's rule for the child's ID when the caller gives none:
     "<parent workflow ID>/<step ID of the StartChild>", the same on every replay.
     """
