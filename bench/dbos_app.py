@@ -64,6 +64,26 @@ async def sequential(n: int) -> list[float]:
     return await flows.sequential(STEPS, n)
 
 
+@DBOS.workflow(name="bench.child")
+async def child(i: int) -> int:
+    return await flows.child(STEPS, i)
+
+
+async def _call_child(i: int) -> int:
+    # Started from a workflow, a DBOS workflow is its child; get_result is recorded.
+    handle = await DBOS.start_workflow_async(child, i)
+    result: int = await handle.get_result()
+    return result
+
+
+CHILDREN = flows.Children(call=_call_child)
+
+
+@DBOS.workflow(name="bench.parent")
+async def parent(n: int) -> list[float]:
+    return await flows.parent(CHILDREN, n)
+
+
 @DBOS.workflow(name="bench.chain")
 async def chain(n: int) -> int:
     return await flows.chain(STEPS, n)
@@ -104,6 +124,15 @@ async def _run_sequential(runs: int, steps: int) -> dict[str, Any]:
     durations: list[float] = []
     for _ in range(runs):
         handle = await DBOS.start_workflow_async(sequential, steps)
+        result: list[float] = await handle.get_result()
+        durations += result
+    return {"durations": durations}
+
+
+async def _run_children(runs: int, n: int) -> dict[str, Any]:
+    durations: list[float] = []
+    for _ in range(runs):
+        handle = await DBOS.start_workflow_async(parent, n)
         result: list[float] = await handle.get_result()
         durations += result
     return {"durations": durations}
@@ -186,6 +215,8 @@ async def _answer(command: dict[str, Any]) -> dict[str, Any]:
     kind = command["cmd"]
     if kind == "sequential":
         return await _run_sequential(command["runs"], command["steps"])
+    if kind == "children":
+        return await _run_children(command["runs"], command["n"])
     if kind == "throughput":
         return await _run_throughput(command["workflows"], command["steps"])
     if kind == "fanout":

@@ -94,6 +94,10 @@ class Dbos:
         durations: list[float] = (await self.command("sequential", runs=runs, steps=steps))["durations"]
         return durations
 
+    async def children(self, runs: int, n: int) -> list[float]:
+        durations: list[float] = (await self.command("children", runs=runs, n=n))["durations"]
+        return durations
+
     async def throughput(self, workflows: int, steps: int) -> float:
         seconds: float = (await self.command("throughput", workflows=workflows, steps=steps))["seconds"]
         return seconds

@@ -29,6 +29,13 @@ class Steps:
 
 
 @dataclass(frozen=True)
+class Children:
+    """One system's way to run a child workflow from a workflow and wait for its result."""
+
+    call: Callable[[int], Awaitable[int]]
+
+
+@dataclass(frozen=True)
 class Waits:
     """One system's durable waits, called from workflow code."""
 
@@ -125,6 +132,21 @@ async def sequential(steps: Steps, n: int) -> list[float]:
     for i in range(n):
         started = time.perf_counter()
         await steps.noop(i)
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+async def child(steps: Steps, i: int) -> int:
+    """(j) The child: one step."""
+    return await steps.noop(i)
+
+
+async def parent(children: Children, n: int) -> list[float]:
+    """(j) n child workflows one after another; returns each child call's duration in seconds."""
+    durations = []
+    for i in range(n):
+        started = time.perf_counter()
+        await children.call(i)
         durations.append(time.perf_counter() - started)
     return durations
 

@@ -186,6 +186,10 @@ driven by the harness over stdin. Both with their default settings.
   are `suspended`. DBOS, which cannot suspend, with 5,000 blocked in `DBOS.recv` (each
   waiter re-checks the database every 60 s, which past that many crowds out the starts
   here), once each has recorded its timeout, as DBOS does when its recv is waiting.
+- **(j)** A parent workflow calls 20 child workflows one after another (each one step)
+  and times each call inside the parent, from the call to the child's result: Stepline
+  `await child(i)`; DBOS `DBOS.start_workflow_async(child, i)` then `get_result()`. Ten
+  parents, after one warm-up parent.
 """
 
 

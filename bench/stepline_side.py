@@ -133,6 +133,13 @@ class Stepline:
             durations += await handle.result(timeout=120)
         return durations
 
+    async def children(self, runs: int, n: int) -> list[float]:
+        durations: list[float] = []
+        for _ in range(runs):
+            handle = await self.client.start_workflow("bench.parent", n)
+            durations += await handle.result(timeout=120)
+        return durations
+
     async def throughput(self, workflows: int, steps: int) -> float:
         started = time.perf_counter()
         handles = await asyncio.gather(

@@ -62,7 +62,21 @@ async def idle(seconds: float) -> float:
     return await flows.idle(STEPS, seconds)
 
 
-WORKFLOWS: list[Workflow[Any, Any]] = [sequential, chain, fanout, resumable, idle]
+@workflow(name="bench.child")
+async def child(i: int) -> int:
+    return await flows.child(STEPS, i)
+
+
+# Inside a workflow, calling a @workflow function runs it as a child and waits for it.
+CHILDREN = flows.Children(call=lambda i: child(i))
+
+
+@workflow(name="bench.parent")
+async def parent(n: int) -> list[float]:
+    return await flows.parent(CHILDREN, n)
+
+
+WORKFLOWS: list[Workflow[Any, Any]] = [sequential, chain, fanout, resumable, idle, child, parent]
 
 
 def _worker() -> Worker:

@@ -48,6 +48,10 @@ class System(Protocol):
         """Runs ``runs`` workflows of ``steps`` sequential steps, one after another;
         returns every step call's duration (seconds) as measured inside the workflows."""
 
+    async def children(self, runs: int, n: int) -> list[float]:
+        """Runs ``runs`` workflows that each run ``n`` child workflows (one step each) one
+        after another; returns every child call's duration (seconds), measured inside."""
+
     async def throughput(self, workflows: int, steps: int) -> float:
         """Starts ``workflows`` workflows of ``steps`` steps at once; returns the seconds
         from the first start to the last completion."""

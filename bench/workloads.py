@@ -25,7 +25,7 @@ from bench.waits import WaitWorkloads
 
 log = logging.getLogger("bench")
 
-ORDER = ("a", "b", "c", "f", "d", "e", "rss", "g", "h", "i")
+ORDER = ("a", "b", "c", "f", "d", "e", "rss", "g", "h", "i", "j")
 # What runs without --only. Not yet the durable waits, until Stepline's side of them runs.
 DEFAULT = ORDER
 
@@ -58,6 +58,8 @@ class Sizes:
     # ~150 statements a second: past what it blocks within a minute the re-checks crowd out
     # the starts (10k: 8k blocked after 2.5 min and 5 CPU minutes; 20k: not in 10 min).
     blocked_in_memory: int
+    child_runs: int  # (j) parents
+    child_calls: int  # (j) children per parent, one after another
 
 
 FULL = Sizes(
@@ -81,6 +83,8 @@ FULL = Sizes(
     sleep_seconds=2.0,
     suspended=100_000,
     blocked_in_memory=5_000,
+    child_runs=10,
+    child_calls=20,
 )
 QUICK = Sizes(
     warmup_runs=1,
@@ -103,6 +107,8 @@ QUICK = Sizes(
     sleep_seconds=2.0,
     suspended=100,
     blocked_in_memory=100,
+    child_runs=1,
+    child_calls=3,
 )
 TEN_MILLION = 10_000_000
 
@@ -179,6 +185,24 @@ class Bench(WaitWorkloads):
             self._detail(
                 system,
                 f"(a) {len(durations)} step calls in {s.sequential_runs} workflows: "
+                f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
+                f"max {number(max(durations))} ms",
+            )
+
+    # --- (j) child workflows -----------------------------------------------------------------
+
+    async def workload_j(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            await self.pg.settle()
+            await system.children(1, s.child_calls)  # warm-up
+            durations = [d * 1000 for d in await system.children(s.child_runs, s.child_calls)]
+            label = "(j) child workflow called and awaited by its parent"
+            self._set(system, f"{label}, median", "ms", median(durations))
+            self._set(system, f"{label}, p99", "ms", percentile(durations, 99))
+            self._detail(
+                system,
+                f"(j) {len(durations)} child calls in {s.child_runs} parents: "
                 f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
                 f"max {number(max(durations))} ms",
             )
