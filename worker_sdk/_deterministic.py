@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from worker_sdk import _serde
 from worker_sdk._context import SCOPE, STEP_CODES, Scope
 from worker_sdk._definitions import StepDefinition
 from worker_sdk._execution import Execution, run_step
@@ -190,8 +191,6 @@ def _recorded_positions(ex: Execution, step_id: str) -> list[int] | None:
     recorded = ex.recorded.get(step_id)
     if recorded is None or recorded.status is not StepStatus.SUCCEEDED or recorded.output is None:
         return None
-    from worker_sdk import _serde
-
     positions: list[int] = _serde.decode(recorded.output.data, recorded.output.encoding)
     return positions
 

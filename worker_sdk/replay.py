@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,22 +115,18 @@ async def replay(workflow: Workflow[Any, Any], info: WorkflowInfo, steps: Sequen
         await asyncio.gather(execution.task, return_exceptions=True)
     finally:
         uninstall()
-    verdict = Verdict(info.workflow_id, info.workflow_name, True)
+    diverges = functools.partial(Verdict, info.workflow_id, info.workflow_name, False)
     fatal = execution.fatal
     if isinstance(fatal, errors.NonDeterminismError):
-        return Verdict(*verdict_fields(info), False, fatal.step_id, fatal.recorded_name, fatal.called_name)
+        return diverges(fatal.step_id, fatal.recorded_name, fatal.called_name)
     if link.frontier and info.status.value in ("SUCCEEDED", "FAILED"):
         # The run's code had returned or raised; new code that does more is another path.
-        return Verdict(*verdict_fields(info), False, "(after the last)", None, "a step the run never made")
+        return diverges("(after the last)", None, "a step the run never made")
     if not link.frontier:
         missed = [s for s in recorded if s.step_id not in seen.asked]
         if missed:
-            return Verdict(*verdict_fields(info), False, missed[0].step_id, missed[0].step_name, None)
-    return verdict
-
-
-def verdict_fields(info: WorkflowInfo) -> tuple[str, str]:
-    return info.workflow_id, info.workflow_name
+            return diverges(missed[0].step_id, missed[0].step_name, None)
+    return Verdict(info.workflow_id, info.workflow_name, True)
 
 
 def _recorded(s: StepInfo) -> RecordedStep:
