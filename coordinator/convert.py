@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
 
 from coordinator import validation
 from coordinator.errors import CoordinatorError, InvalidArgument
@@ -30,9 +33,6 @@ from coordinator.models import (
     WorkflowStatus,
 )
 from coordinator.status import wire_number
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
 
 WF_TO_PB = {s: getattr(pb, "WORKFLOW_STATUS_" + s.value) for s in WorkflowStatus}
 _WF_FROM_PB = {v: k for k, v in WF_TO_PB.items()}

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
+from stepline.v1 import worker_pb2 as wpb
+
 from coordinator import validation
 from coordinator.convert import (
     PROTOCOL_VERSIONS,
@@ -58,7 +60,6 @@ from coordinator.models import (
     WorkflowResult,
 )
 from coordinator.status import wire_number
-from protos.stepline.v1 import worker_pb2 as wpb
 
 _ABANDON_TO_PB = {r: wpb.AbandonReason.Value("ABANDON_REASON_" + r.name) for r in AbandonReason}
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from stepline.v1 import client_pb2_grpc, worker_pb2_grpc
 
 from coordinator import embedded_pg
 from coordinator.auth import ApiKeyInterceptor
@@ -20,7 +21,6 @@ from coordinator.limits import MAX_MESSAGE_BYTES
 from coordinator.service import WorkerService, WorkflowService
 from coordinator.store import migrations
 from coordinator.store.database import Database
-from protos.stepline.v1 import client_pb2_grpc, worker_pb2_grpc
 
 log = logging.getLogger("coordinator")
 

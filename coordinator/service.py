@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import worker_pb2 as wpb
+from stepline.v1 import worker_pb2_grpc as wpb_grpc
 
 from coordinator import __version__, convert, frames, validation
 from coordinator.engine import Engine
 from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.sessions import Session
 from coordinator.status import abort
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import worker_pb2 as wpb
-from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
 
 log = logging.getLogger(__name__)
 

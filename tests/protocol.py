@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
-from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
+from stepline.v1 import worker_pb2_grpc as wpb_grpc
 
 
 def register_frame(

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
 
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
 from worker_sdk import _serde, errors
 from worker_sdk._messages import (
     Abandon,

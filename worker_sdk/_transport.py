@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import grpc
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import worker_pb2_grpc as wpb_grpc
 
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
 from worker_sdk import errors
 from worker_sdk._convert import (
     coordinator_events,

@@ -9,14 +9,14 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
+from stepline.v1 import worker_pb2_grpc as wpb_grpc
 
 from coordinator import server
 from coordinator.config import Settings
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
-from protos.stepline.v1 import worker_pb2_grpc as wpb_grpc
 from tests.protocol import RawWorker, heartbeat, register_frame, step_error, step_result
 from worker_sdk import AuthenticationError, Client, Worker, workflow
 

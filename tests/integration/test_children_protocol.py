@@ -4,11 +4,11 @@ StartChild and a Wait on a WorkflowCondition, as a worker in another language se
 from __future__ import annotations
 
 import grpc
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
 
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
 from tests.protocol import RawWorker, workflow_output
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import asyncpg
 import grpc
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import worker_pb2 as wpb
 
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import worker_pb2 as wpb
 from tests.protocol import RawWorker, step_result, workflow_output
 
 

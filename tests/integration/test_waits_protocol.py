@@ -13,11 +13,11 @@ import asyncpg
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import common_pb2 as pb
+from stepline.v1 import worker_pb2 as wpb
 
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import common_pb2 as pb
-from protos.stepline.v1 import worker_pb2 as wpb
 from tests.e2e.processes import eventually
 from tests.protocol import RawWorker
 

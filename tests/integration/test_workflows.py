@@ -13,12 +13,12 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
+from stepline.v1 import common_pb2 as pb
 
 from coordinator import server
 from coordinator.config import Settings
-from protos.stepline.v1 import client_pb2 as cpb
-from protos.stepline.v1 import client_pb2_grpc as cpb_grpc
-from protos.stepline.v1 import common_pb2 as pb
 from worker_sdk import (
     Client,
     SerializationError,

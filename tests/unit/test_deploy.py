@@ -185,8 +185,11 @@ def test_dockerfile_installs_everything_pip_install_needs() -> None:
     project = _pyproject()
     copied = {src.rstrip("/") for src in image.build_copies}
     assert {"pyproject.toml", project["project"]["readme"]} <= copied
-    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert pattern.rstrip("*") in copied, f"package {pattern} is not copied into the build stage"
+    setuptools = project["tool"]["setuptools"]
+    for package in setuptools["packages"]:
+        top = package.split(".")[0]
+        source = setuptools["package-dir"].get(top, top).split("/")[0]
+        assert source in copied, f"package {package} ({source}/) is not copied into the build stage"
     installs = [m for run in image.build_runs for m in re.findall(r"pip install \"?\.(?:\[([\w,]*)\])?", run)]
     assert installs, "the build stage should `pip install .`"
     extras = project["project"]["optional-dependencies"]

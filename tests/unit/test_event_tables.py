@@ -5,11 +5,12 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from stepline.v1 import worker_pb2 as wpb
+
 from coordinator import frames
 from coordinator import models as coordinator_models
 from coordinator.config import Settings
 from coordinator.engine import Engine
-from protos.stepline.v1 import worker_pb2 as wpb
 from worker_sdk import _convert, _messages
 from worker_sdk._dispatch import Dispatch
 from worker_sdk._messages import StepResult

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.stepline.v1 import client_pb2 as protos_dot_stepline_dot_v1_dot_client__pb2
+from stepline.v1 import client_pb2 as stepline_dot_v1_dot_client__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/stepline/v1/client_pb2_grpc.py depends on'
+        + ' but the generated code in stepline/v1/client_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,68 +37,68 @@ class WorkflowServiceStub:
         """
         self.StartWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/StartWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.FromString,
                 _registered_method=True)
         self.GetWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/GetWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.FromString,
                 _registered_method=True)
         self.AwaitWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/AwaitWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.FromString,
                 _registered_method=True)
         self.ListWorkflows = channel.unary_unary(
                 '/stepline.v1.WorkflowService/ListWorkflows',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.FromString,
                 _registered_method=True)
         self.ListSteps = channel.unary_unary(
                 '/stepline.v1.WorkflowService/ListSteps',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
                 _registered_method=True)
         self.StartWorkflows = channel.unary_unary(
                 '/stepline.v1.WorkflowService/StartWorkflows',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
                 _registered_method=True)
         self.AwaitWorkflows = channel.unary_unary(
                 '/stepline.v1.WorkflowService/AwaitWorkflows',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
                 _registered_method=True)
         self.GetServerInfo = channel.unary_unary(
                 '/stepline.v1.WorkflowService/GetServerInfo',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
         self.Send = channel.unary_unary(
                 '/stepline.v1.WorkflowService/Send',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
                 _registered_method=True)
         self.GetEvent = channel.unary_unary(
                 '/stepline.v1.WorkflowService/GetEvent',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
                 _registered_method=True)
         self.CancelWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/CancelWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
                 _registered_method=True)
         self.ResumeWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/ResumeWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
                 _registered_method=True)
         self.ForkWorkflow = channel.unary_unary(
                 '/stepline.v1.WorkflowService/ForkWorkflow',
-                request_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
+                request_serializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
                 _registered_method=True)
 
 
@@ -223,68 +223,68 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'StartWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.StartWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.SerializeToString,
             ),
             'GetWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.SerializeToString,
             ),
             'AwaitWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.AwaitWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.SerializeToString,
             ),
             'ListWorkflows': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkflows,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.SerializeToString,
             ),
             'ListSteps': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSteps,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.ListStepsRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.ListStepsResponse.SerializeToString,
             ),
             'StartWorkflows': grpc.unary_unary_rpc_method_handler(
                     servicer.StartWorkflows,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.SerializeToString,
             ),
             'AwaitWorkflows': grpc.unary_unary_rpc_method_handler(
                     servicer.AwaitWorkflows,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.SerializeToString,
             ),
             'GetServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServerInfo,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.SerializeToString,
             ),
             'Send': grpc.unary_unary_rpc_method_handler(
                     servicer.Send,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.SendRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.SendResponse.SerializeToString,
             ),
             'GetEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEvent,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.GetEventRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.GetEventResponse.SerializeToString,
             ),
             'CancelWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.SerializeToString,
             ),
             'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.SerializeToString,
             ),
             'ForkWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.ForkWorkflow,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,8 +313,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/StartWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.StartWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.StartWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,8 +340,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/GetWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.GetWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,8 +367,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/AwaitWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.AwaitWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.AwaitWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,8 +394,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/ListWorkflows',
-            protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.ListWorkflowsRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.ListWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,8 +421,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/ListSteps',
-            protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.ListStepsRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.ListStepsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -448,8 +448,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/StartWorkflows',
-            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.StartWorkflowsRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.StartWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -475,8 +475,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/AwaitWorkflows',
-            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.AwaitWorkflowsRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.AwaitWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,8 +502,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/GetServerInfo',
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.GetServerInfoRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.GetServerInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -529,8 +529,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/Send',
-            protos_dot_stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.SendRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.SendResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -556,8 +556,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/GetEvent',
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.GetEventRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.GetEventResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -583,8 +583,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/CancelWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.CancelWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.CancelWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -610,8 +610,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/ResumeWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.ResumeWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.ResumeWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -637,8 +637,8 @@ class WorkflowService:
             request,
             target,
             '/stepline.v1.WorkflowService/ForkWorkflow',
-            protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
+            stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,7 @@ UNAUTHENTICATED when the coordinator requires an API key and the call lacks it
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from protos.stepline.v1 import client_pb2 as _client_pb2
+from stepline.v1 import client_pb2 as _client_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.stepline.v1 import worker_pb2 as protos_dot_stepline_dot_v1_dot_worker__pb2
+from stepline.v1 import worker_pb2 as stepline_dot_v1_dot_worker__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/stepline/v1/worker_pb2_grpc.py depends on'
+        + ' but the generated code in stepline/v1/worker_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,8 +37,8 @@ class WorkerServiceStub:
         """
         self.Connect = channel.stream_stream(
                 '/stepline.v1.WorkerService/Connect',
-                request_serializer=protos_dot_stepline_dot_v1_dot_worker__pb2.WorkerFrame.SerializeToString,
-                response_deserializer=protos_dot_stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.FromString,
+                request_serializer=stepline_dot_v1_dot_worker__pb2.WorkerFrame.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.FromString,
                 _registered_method=True)
 
 
@@ -58,8 +58,8 @@ def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
-                    request_deserializer=protos_dot_stepline_dot_v1_dot_worker__pb2.WorkerFrame.FromString,
-                    response_serializer=protos_dot_stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.SerializeToString,
+                    request_deserializer=stepline_dot_v1_dot_worker__pb2.WorkerFrame.FromString,
+                    response_serializer=stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,8 +88,8 @@ class WorkerService:
             request_iterator,
             target,
             '/stepline.v1.WorkerService/Connect',
-            protos_dot_stepline_dot_v1_dot_worker__pb2.WorkerFrame.SerializeToString,
-            protos_dot_stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.FromString,
+            stepline_dot_v1_dot_worker__pb2.WorkerFrame.SerializeToString,
+            stepline_dot_v1_dot_worker__pb2.CoordinatorFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,7 +41,7 @@ down or PostgreSQL unreachable; reconnect with backoff).
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from protos.stepline.v1 import worker_pb2 as _worker_pb2
+from stepline.v1 import worker_pb2 as _worker_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
