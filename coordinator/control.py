@@ -62,11 +62,12 @@ class Control:
         self._stop_all(ids)
         return record, ids
 
-    async def resume(self, workflow_id: str) -> WorkflowRecord:
-        """Runs a FAILED, CANCELLED, TIMED_OUT or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow
-        again: its recorded successes are replayed, its failed step bodies run again."""
+    async def resume(self, workflow_id: str, version: str | None = None) -> WorkflowRecord:
+        """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED or MAX_RECOVERY_ATTEMPTS_EXCEEDED
+        workflow again: its recorded successes are replayed, its failed step bodies run
+        again; on workers of ``version`` if given, else of the version it recorded."""
         async with self._db.transaction() as conn:
-            found = await control.resume(conn, workflow_id)
+            found = await control.resume(conn, workflow_id, version)
             if found is None:
                 raise NotFound(f"workflow {workflow_id!r} does not exist")
             name, status, resumed, due = found
@@ -81,12 +82,15 @@ class Control:
         self._ready(name, due)
         return record
 
-    async def fork(self, workflow_id: str, new_id: str | None, from_step: str) -> WorkflowRecord:
+    async def fork(
+        self, workflow_id: str, new_id: str | None, from_step: str, version: str | None = None
+    ) -> WorkflowRecord:
         """A new run of the workflow (same name and input) that reuses its finished steps
-        before ``from_step`` and runs the rest, on whatever code serves the name now."""
+        before ``from_step`` and runs the rest, on workers of ``version`` if given, else on
+        whatever code serves the name now."""
         new_id = new_id or f"{workflow_id}-fork-{uuid.uuid4().hex[:12]}"
         async with self._db.transaction() as conn:
-            forked = await control.fork(conn, workflow_id, new_id, from_step)
+            forked = await control.fork(conn, workflow_id, new_id, from_step, version)
             if forked.source is None:
                 raise NotFound(f"workflow {workflow_id!r} does not exist")
             if not forked.step_found:

@@ -28,6 +28,7 @@ from coordinator.models import (
     StepKind,
     StepRecord,
     StepStatus,
+    WorkflowCount,
     WorkflowFilter,
     WorkflowRecord,
     WorkflowStatus,
@@ -96,6 +97,7 @@ def workflow_info(r: WorkflowRecord) -> pb.WorkflowInfo:
         suspended=r.suspended,
         parent_workflow_id=r.parent_id or "",
         parent_step_id=r.parent_step_id or "",
+        version=r.version,
     )
 
 
@@ -209,6 +211,7 @@ def workflow_filter(req: cpb.ListWorkflowsRequest) -> WorkflowFilter:
         limit=req.page_size or 100,
         descending=req.descending,
         include_payloads=req.include_payloads,
+        version=optional_version(req),
     )
 
 
@@ -236,4 +239,47 @@ def limits_out(limits: Limits) -> pb.Limits:
         max_awaited_per_call=limits.max_awaited_per_call,
         max_page_size=limits.max_page_size,
         max_identifier_length=limits.max_identifier_length,
+    )
+
+
+def optional_version(
+    req: cpb.ListWorkflowsRequest | cpb.ResumeWorkflowRequest | cpb.ForkWorkflowRequest,
+) -> str | None:
+    """The request's version when it sets one (it may be empty: the empty version)."""
+    if not req.HasField("version"):
+        return None
+    return validation.identifier("version", req.version, optional=True)
+
+
+_COUNT_FIELDS = {
+    cpb.WORKFLOW_FIELD_NAME: "name",
+    cpb.WORKFLOW_FIELD_VERSION: "version",
+    cpb.WORKFLOW_FIELD_STATUS: "status",
+}
+
+
+def count_request(req: cpb.CountWorkflowsRequest) -> tuple[list[str], list[WorkflowStatus], str | None]:
+    """What a CountWorkflows asks: the fields to group by, the statuses, the name."""
+    by: list[str] = []
+    for field in req.group_by:
+        if field not in _COUNT_FIELDS:
+            raise InvalidArgument(f"unknown group_by field {field}")
+        if _COUNT_FIELDS[field] in by:
+            raise InvalidArgument(f"group_by names {_COUNT_FIELDS[field]} twice")
+        by.append(_COUNT_FIELDS[field])
+    statuses = []
+    for s in req.statuses:
+        if s not in _WF_FROM_PB:
+            raise InvalidArgument(f"unknown workflow status {s}")
+        statuses.append(_WF_FROM_PB[s])
+    name = validation.identifier("workflow_name", req.workflow_name, optional=True) or None
+    return by, statuses, name
+
+
+def workflow_count(c: WorkflowCount) -> cpb.WorkflowCount:
+    return cpb.WorkflowCount(
+        workflow_name=c.name or "",
+        version=c.version,
+        status=WF_TO_PB[c.status] if c.status is not None else pb.WORKFLOW_STATUS_UNSPECIFIED,
+        count=c.count,
     )

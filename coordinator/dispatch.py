@@ -156,19 +156,26 @@ class Dispatcher:
         # must not leave the workflow owned by a worker that never hears of it.
         async with self._db.transaction() as conn:
             claimed = await workflows.claim_ready(
-                conn, names, session.worker_id, limit, self._max_recovery_attempts
+                conn, names, session.claimant, limit, self._max_recovery_attempts
             )
             history = await load_history(conn, claimed)
         await self.deliver(session, claimed, history)
         if len(claimed) < limit:
-            # Forget a name only if nothing is left to claim; rows skipped because another
-            # transaction held them a moment are tried again shortly.
+            # Forget a name only if nothing is left that a connected worker may claim (a
+            # worker of another version registering later looks for its own); rows this
+            # worker skipped because another transaction held them a moment are tried
+            # again shortly.
             async with self._db.connection() as conn:
                 left = await workflows.still_ready(conn, names)
+            claimable = {
+                name
+                for name, version in left
+                if any(s.claimant.takes(name, version) for s in self._sessions if name in s.names)
+            }
             for name, generation in generations.items():
-                if name not in left and self._ready.get(name) == generation:
+                if name not in claimable and self._ready.get(name) == generation:
                     del self._ready[name]
-            if left:
+            if any(session.claimant.takes(name, version) for name, version in left):
                 self._retry_soon()
 
     async def deliver(

@@ -45,9 +45,11 @@ from coordinator.models import (
     Suspend,
     Wait,
     WorkerEvent,
+    WorkflowCount,
     WorkflowFilter,
     WorkflowRecord,
     WorkflowResult,
+    WorkflowStatus,
 )
 from coordinator.ownership import Ownership
 from coordinator.recorder import Recorder
@@ -228,11 +230,19 @@ class Engine:
         """Cancels a workflow and its unfinished descendants."""
         return await self.control.cancel(workflow_id, reason)
 
-    async def resume(self, workflow_id: str) -> WorkflowRecord:
-        return await self.control.resume(workflow_id)
+    async def resume(self, workflow_id: str, version: str | None = None) -> WorkflowRecord:
+        return await self.control.resume(workflow_id, version)
 
-    async def fork(self, workflow_id: str, new_id: str | None, from_step: str) -> WorkflowRecord:
-        return await self.control.fork(workflow_id, new_id, from_step)
+    async def fork(
+        self, workflow_id: str, new_id: str | None, from_step: str, version: str | None = None
+    ) -> WorkflowRecord:
+        return await self.control.fork(workflow_id, new_id, from_step, version)
+
+    async def count_workflows(
+        self, by: Sequence[str], statuses: Sequence[WorkflowStatus], name: str | None
+    ) -> list[WorkflowCount]:
+        async with self.db.connection() as conn:
+            return await workflows.count(conn, by, statuses, name)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Payload | None:
         """The event's value once set, or None when ``timeout`` seconds pass first."""

@@ -88,8 +88,18 @@ def registration(frame: wpb.WorkerFrame) -> tuple[Registration, list[wpb.WorkerE
         sdk_version=r.sdk_version[:64],
         protocol_version=r.protocol_version,
         held=held,
+        version=validation.identifier("Register.version", r.version, optional=True),
+        auto_upgrade=_auto_upgrade(r, names),
     )
     return reg, list(frame.events[1:])
+
+
+def _auto_upgrade(r: wpb.Register, names: frozenset[str]) -> frozenset[str]:
+    auto = frozenset(r.auto_upgrade)
+    if not auto <= names:
+        unknown = ", ".join(sorted(auto - names))
+        raise InvalidArgument(f"Register.auto_upgrade names workflows it does not serve: {unknown}")
+    return auto
 
 
 def _wid(value: str) -> str:

@@ -116,6 +116,9 @@ class WorkflowRecord:
     suspended: bool = False
     parent_id: str | None = None
     parent_step_id: str | None = None
+    # The version of the worker code that runs it (Register.version); None until a worker
+    # takes it.
+    version: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -151,6 +154,19 @@ class WorkflowFilter:
     limit: int = 100
     descending: bool = False
     include_payloads: bool = False
+    # Only runs recorded under this version; None: any.
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCount:
+    """One group of a count: the fields grouped by are set (version None also means the
+    group of runs no worker took yet)."""
+
+    count: int
+    name: str | None = None
+    version: str | None = None
+    status: WorkflowStatus | None = None
 
 
 # --- worker -> coordinator ------------------------------------------------------------
@@ -171,6 +187,25 @@ class Registration:
     sdk_version: str
     protocol_version: int
     held: tuple[ExecutionRef, ...]
+    # The build ID of its workflow code, and the names whose runs it takes whatever
+    # version recorded them.
+    version: str = ""
+    auto_upgrade: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """The worker a claim is for: its ID, its version and the names it auto-upgrades."""
+
+    worker_id: str
+    version: str = ""
+    auto_upgrade: frozenset[str] = frozenset()
+
+    def takes(self, name: str, version: str | None) -> bool:
+        """Whether it may run a workflow of ``name`` recorded under ``version`` (the
+        condition the claims apply in SQL). No run is recorded under the empty version:
+        an unversioned worker takes the unpinned runs and pins none."""
+        return version is None or version == self.version or name in self.auto_upgrade
 
 
 @dataclass(slots=True)

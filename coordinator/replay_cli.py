@@ -11,12 +11,13 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
-import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from coordinator.workflows_cli import add_client_arguments
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -26,10 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workflow", help="check only workflows of this name")
     parser.add_argument("--since", type=_age, help="only workflows created this recently: 30m, 12h, 1d")
     parser.add_argument("--limit", type=int, help="check at most this many workflows (newest first)")
-    parser.add_argument(
-        "--address", default=os.environ.get("STEPLINE_ADDRESS", "127.0.0.1:7420"), help="the coordinator"
-    )
-    parser.add_argument("--api-key", default=os.environ.get("STEPLINE_API_KEY"), help="its API key")
+    add_client_arguments(parser)
 
 
 def _age(text: str) -> timedelta:

@@ -138,7 +138,9 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
     async def ResumeWorkflow(
         self, request: cpb.ResumeWorkflowRequest, context: Any
     ) -> cpb.ResumeWorkflowResponse:
-        record = await self._engine.resume(_workflow_id(request.workflow_id))
+        record = await self._engine.resume(
+            _workflow_id(request.workflow_id), convert.optional_version(request)
+        )
         return cpb.ResumeWorkflowResponse(workflow=convert.workflow_info(record))
 
     @_statuses
@@ -148,8 +150,17 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
             _workflow_id(request.workflow_id),
             new_id or None,
             validation.identifier("from_step", request.from_step),
+            convert.optional_version(request),
         )
         return cpb.ForkWorkflowResponse(workflow=convert.workflow_info(record))
+
+    @_statuses
+    async def CountWorkflows(
+        self, request: cpb.CountWorkflowsRequest, context: Any
+    ) -> cpb.CountWorkflowsResponse:
+        by, statuses, name = convert.count_request(request)
+        found = await self._engine.count_workflows(by, statuses, name)
+        return cpb.CountWorkflowsResponse(counts=[convert.workflow_count(c) for c in found])
 
     @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-from coordinator.models import CoordinatorEvent, Registration
+from coordinator.models import Claimant, CoordinatorEvent, Registration
 
 
 class Session:
@@ -25,6 +25,9 @@ class Session:
         self.capacity = registration.capacity
         self.language = registration.language
         self.sdk_version = registration.sdk_version
+        self.version = registration.version
+        # Who claims for this session: which workflows its code may run.
+        self.claimant = Claimant(registration.worker_id, registration.version, registration.auto_upgrade)
         self.session_id = uuid.uuid4().hex
         self.last_seen = time.monotonic()
         # Set by Drain: the worker is shutting down and takes no more work.

@@ -112,6 +112,7 @@ class Starter:
                     owner.worker_id if owner else None,
                     now,
                     _deadline(item.request, now),
+                    (owner.version or None) if owner else None,
                 )
             )
         claims: dict[Session, list[str]] = defaultdict(list)
@@ -131,7 +132,7 @@ class Starter:
             history: dict[int, list[StepRecord]] = {}
             for session, ids in claims.items():
                 claimed[session] = await workflows.claim_ids(
-                    conn, ids, session.worker_id, self._max_recovery_attempts
+                    conn, ids, session.claimant, self._max_recovery_attempts
                 )
                 history.update(await load_history(conn, claimed[session]))
         for session, records in claimed.items():

@@ -260,8 +260,10 @@ class Waits(Deliveries):
             dest = locked.get(ev.destination)
             if dest is None:
                 self._sent(item, NotFound(f"workflow {ev.destination!r} does not exist"), fx)
-            elif dest.status.done and not (
-                ev.idempotency_key and await mailboxes.has_key(conn, dest.seq, ev.idempotency_key)
+            elif (
+                dest.status.done
+                and dest.status is not WorkflowStatus.PAUSED
+                and not (ev.idempotency_key and await mailboxes.has_key(conn, dest.seq, ev.idempotency_key))
             ):
                 self._sent(
                     item,
@@ -285,6 +287,8 @@ class Waits(Deliveries):
             ev = item.op
             assert isinstance(ev, Send)
             duplicate = duplicate or id(item) in duplicate_in_batch
+            # A PAUSED workflow keeps its messages for when it is resumed: its recvs are
+            # sent again then, and take them.
             if not duplicate and not dest.status.done:
                 boxes.add((dest.seq, dest.workflow_id, ev.topic))
             self._sent(item, duplicate, fx)

@@ -18,6 +18,7 @@ from worker_sdk._models import (
     StepInfo,
     StepKind,
     StepStatus,
+    WorkflowCount,
     WorkflowInfo,
     WorkflowStatus,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowConflictError",
+    "WorkflowCount",
     "WorkflowFailedError",
     "WorkflowFinishedError",
     "WorkflowHandle",

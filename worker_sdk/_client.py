@@ -13,7 +13,7 @@ from worker_sdk import _serde, _transport, errors
 from worker_sdk._coalesce import Awaiter, Batcher
 from worker_sdk._decorators import Workflow
 from worker_sdk._messages import Limits
-from worker_sdk._models import StepInfo, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import StepInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
 
 
 class Client:
@@ -128,22 +128,44 @@ class Client:
         (empty if it had finished). Raises WorkflowNotFoundError for an unknown ID."""
         return await self._calls.cancel(workflow_id, reason or "")
 
-    async def resume(self, workflow_id: str) -> WorkflowHandle:
+    async def resume(self, workflow_id: str, *, version: str | None = None) -> WorkflowHandle:
         """Runs a FAILED, CANCELLED, TIMED_OUT, PAUSED (non-determinism) or
         MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again under its ID: recorded steps return
-        their records, step bodies that failed run again. Raises WorkflowNotFoundError, or
+        their records, step bodies that failed run again. With ``version`` (a worker's
+        ``Worker.version``: the fixed code) only workers of that version take it from now on;
+        without, those of the version it recorded. Raises WorkflowNotFoundError, or
         SteplineError for a workflow in another status."""
-        info = await self._calls.resume(workflow_id)
+        info = await self._calls.resume(workflow_id, version)
         return WorkflowHandle(self, info.workflow_id)
 
     async def fork(
-        self, workflow_id: str, from_step: str | int, *, workflow_id_of_fork: str | None = None
+        self,
+        workflow_id: str,
+        from_step: str | int,
+        *,
+        new_workflow_id: str | None = None,
+        version: str | None = None,
     ) -> WorkflowHandle:
         """A new run of a workflow (same name and input) that reuses its finished steps
-        first started before ``from_step`` (a step ID it recorded) and runs the rest on the code
-        serving the name now. Returns the new run's handle."""
-        info = await self._calls.fork(workflow_id, str(from_step), workflow_id_of_fork or "")
+        first started before ``from_step`` (a step ID it recorded) and runs the rest: on
+        workers of ``version`` if given (the way to move a run to new code), else on the
+        first worker that serves the name. Returns the new run's handle."""
+        info = await self._calls.fork(workflow_id, str(from_step), new_workflow_id or "", version)
         return WorkflowHandle(self, info.workflow_id)
+
+    async def count_workflows(
+        self,
+        by: Iterable[str] = ("version",),
+        *,
+        status: WorkflowStatus | Iterable[WorkflowStatus] | None = None,
+        name: str | None = None,
+    ) -> list[WorkflowCount]:
+        """How many workflows there are per group of ``by`` (any of "name", "version",
+        "status"), largest group first; by default the open ones (ENQUEUED, RUNNING,
+        PAUSED): ``count_workflows(by=["version"])`` shows which versions still have runs
+        before their workers are retired."""
+        statuses = [status] if isinstance(status, WorkflowStatus) else list(status or ())
+        return await self._calls.count_workflows(list(by), statuses, name)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing workflow (not checked until used)."""
@@ -163,8 +185,10 @@ class Client:
         page_token: str = "",
         descending: bool = False,
         include_payloads: bool = False,
+        version: str | None = None,
     ) -> tuple[list[WorkflowInfo], str]:
-        """One page of workflows, oldest first; returns it and the next page's token ("" at the end)."""
+        """One page of workflows, oldest first; returns it and the next page's token ("" at the end).
+        ``version``: only runs recorded under that worker version."""
         statuses = [status] if isinstance(status, WorkflowStatus) else list(status or ())
         return await self._calls.list_workflows(
             name=name,
@@ -175,6 +199,7 @@ class Client:
             page_token=page_token,
             descending=descending,
             include_payloads=include_payloads,
+            version=version,
         )
 
     async def iter_workflows(self, **filters: Any) -> AsyncIterator[WorkflowInfo]:

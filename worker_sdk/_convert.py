@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from stepline.v1 import client_pb2 as cpb
 from stepline.v1 import common_pb2 as pb
 from stepline.v1 import worker_pb2 as wpb
 
@@ -51,6 +52,7 @@ from worker_sdk._models import (
     StepInfo,
     StepKind,
     StepStatus,
+    WorkflowCount,
     WorkflowInfo,
     WorkflowStatus,
 )
@@ -106,6 +108,29 @@ def status_to_pb(status: WorkflowStatus) -> pb.WorkflowStatus.ValueType:
     return _WF_TO_PB[status]
 
 
+_COUNT_FIELDS: dict[str, cpb.WorkflowField.ValueType] = {
+    "name": cpb.WORKFLOW_FIELD_NAME,
+    "version": cpb.WORKFLOW_FIELD_VERSION,
+    "status": cpb.WORKFLOW_FIELD_STATUS,
+}
+
+
+def count_field_to_pb(field: str) -> cpb.WorkflowField.ValueType:
+    if field not in _COUNT_FIELDS:
+        raise ValueError(f"cannot count by {field!r}; choose from {', '.join(_COUNT_FIELDS)}")
+    return _COUNT_FIELDS[field]
+
+
+def workflow_count(c: cpb.WorkflowCount, by: Sequence[str]) -> WorkflowCount:
+    """One group of a count; only the fields grouped ``by`` are filled in."""
+    return WorkflowCount(
+        count=c.count,
+        name=c.workflow_name if "name" in by else None,
+        version=c.version if c.HasField("version") else None,
+        status=_WF_FROM_PB[c.status] if "status" in by else None,
+    )
+
+
 def workflow_info(w: pb.WorkflowInfo) -> WorkflowInfo:
     return WorkflowInfo(
         workflow_id=w.workflow_id,
@@ -125,6 +150,7 @@ def workflow_info(w: pb.WorkflowInfo) -> WorkflowInfo:
         suspended=w.suspended,
         parent_workflow_id=w.parent_workflow_id or None,
         parent_step_id=w.parent_step_id or None,
+        version=w.version if w.HasField("version") else None,
     )
 
 
@@ -259,6 +285,8 @@ def _register(target: wpb.WorkerEvent, ev: Register) -> None:
     r.worker_id, r.capacity = ev.worker_id, ev.capacity
     r.workflow_names.extend(ev.workflow_names)
     r.language, r.sdk_version, r.protocol_version = "python", __version__, PROTOCOL_VERSION
+    r.version = ev.version
+    r.auto_upgrade.extend(ev.auto_upgrade)
     for workflow_id, epoch in ev.held:
         r.held.add(workflow_id=workflow_id, epoch=epoch)
 

@@ -25,10 +25,10 @@ class Workflow(Generic[P, R]):
 
     __slots__ = ("__dict__", "definition")
 
-    def __init__(self, fn: Callable[P, Awaitable[R]], name: str) -> None:
+    def __init__(self, fn: Callable[P, Awaitable[R]], name: str, auto_upgrade: bool = False) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@workflow needs an async function; {fn.__qualname__} is not one")
-        self.definition = WorkflowDefinition(name, fn)
+        self.definition = WorkflowDefinition(name, fn, auto_upgrade)
         functools.update_wrapper(self, fn)
 
     @property
@@ -112,14 +112,25 @@ class Step(Generic[P, R]):
 @overload
 def workflow(fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
 def workflow(
-    fn: Callable[P, Awaitable[R]] | None = None, /, *, name: str | None = None
+    *, name: str | None = None, auto_upgrade: bool = False
+) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
+def workflow(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    auto_upgrade: bool = False,
 ) -> Workflow[P, R] | Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]:
-    """Declares a workflow. Its name defaults to the function's ``__qualname__``."""
+    """Declares a workflow. Its name defaults to the function's ``__qualname__``.
+
+    A run stays on the worker version that first ran it (``Worker(version=...)``): its
+    recovery, wake-ups and resume go only to workers of that version. With
+    ``auto_upgrade=True`` any version serving the name may take it, and the run moves to
+    that version: say so only when the code replays older runs (``patched`` branches)."""
 
     def decorate(f: Callable[P, Awaitable[R]]) -> Workflow[P, R]:
-        return Workflow(f, name or f.__qualname__)
+        return Workflow(f, name or f.__qualname__, auto_upgrade)
 
     return decorate(fn) if fn is not None else decorate
 

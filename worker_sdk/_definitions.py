@@ -15,6 +15,9 @@ class WorkflowDefinition:
 
     name: str
     fn: Callable[..., Awaitable[Any]]
+    # Its runs may move to workers of newer versions (the code replays older histories,
+    # branching with patched()); otherwise a run stays on the version that first ran it.
+    auto_upgrade: bool = False
 
 
 @dataclass(frozen=True, slots=True)

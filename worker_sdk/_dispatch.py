@@ -120,6 +120,8 @@ class Dispatch:
             tuple(self._definitions),
             self._capacity,
             tuple((ex.workflow_id, ex.epoch) for ex in live),
+            self._worker.version,
+            tuple(name for name, d in self._definitions.items() if d.auto_upgrade),
         )
         resend: list[Outgoing] = []
         for ex in live:

@@ -20,6 +20,8 @@ class Register:
     workflow_names: tuple[str, ...]
     capacity: int
     held: tuple[tuple[str, int], ...]
+    version: str = ""
+    auto_upgrade: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -93,6 +93,19 @@ class WorkflowInfo:
     # A child workflow's parent, and the parent's step that started it.
     parent_workflow_id: str | None = None
     parent_step_id: str | None = None
+    # The worker version (build ID) it runs under; None until a worker takes it.
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCount:
+    """One group of ``Client.count_workflows``: the fields it grouped by are set
+    (``version`` None is also the group of runs that no worker has taken yet)."""
+
+    count: int
+    name: str | None = None
+    version: str | None = None
+    status: WorkflowStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,16 @@ from stepline.v1 import worker_pb2_grpc as wpb_grpc
 from worker_sdk import errors
 from worker_sdk._convert import (
     coordinator_events,
+    count_field_to_pb,
     limits_in,
     status_to_pb,
     step_info,
     worker_frames,
+    workflow_count,
     workflow_info,
 )
 from worker_sdk._messages import Incoming, Limits, Outgoing
-from worker_sdk._models import Payload, StepInfo, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import Payload, StepInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
 
 
 class Start(NamedTuple):
@@ -185,6 +187,7 @@ class ClientCalls:
         page_token: str,
         descending: bool,
         include_payloads: bool,
+        version: str | None,
     ) -> tuple[list[WorkflowInfo], str]:
         request = cpb.ListWorkflowsRequest(
             workflow_name=name or "",
@@ -193,6 +196,7 @@ class ClientCalls:
             page_token=page_token,
             descending=descending,
             include_payloads=include_payloads,
+            version=version,
         )
         if created_after is not None:
             request.created_after.FromDatetime(created_after)
@@ -234,24 +238,38 @@ class ClientCalls:
             raise translate(exc) from None
         return list(r.cancelled)
 
-    async def resume(self, workflow_id: str) -> WorkflowInfo:
+    async def resume(self, workflow_id: str, version: str | None) -> WorkflowInfo:
         try:
             r = await self._stub.ResumeWorkflow(
-                cpb.ResumeWorkflowRequest(workflow_id=workflow_id), metadata=self._metadata
+                cpb.ResumeWorkflowRequest(workflow_id=workflow_id, version=version), metadata=self._metadata
             )
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
         return workflow_info(r.workflow)
 
-    async def fork(self, workflow_id: str, from_step: str, new_id: str) -> WorkflowInfo:
+    async def fork(self, workflow_id: str, from_step: str, new_id: str, version: str | None) -> WorkflowInfo:
         request = cpb.ForkWorkflowRequest(
-            workflow_id=workflow_id, from_step=from_step, new_workflow_id=new_id
+            workflow_id=workflow_id, from_step=from_step, new_workflow_id=new_id, version=version
         )
         try:
             r = await self._stub.ForkWorkflow(request, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
         return workflow_info(r.workflow)
+
+    async def count_workflows(
+        self, by: Sequence[str], statuses: Sequence[WorkflowStatus], name: str | None
+    ) -> list[WorkflowCount]:
+        request = cpb.CountWorkflowsRequest(
+            group_by=[count_field_to_pb(b) for b in by],
+            statuses=[status_to_pb(s) for s in statuses],
+            workflow_name=name or "",
+        )
+        try:
+            r = await self._stub.CountWorkflows(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return [workflow_count(c, by) for c in r.counts]
 
     async def limits(self) -> Limits:
         """The coordinator's limits (GetServerInfo)."""

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from worker_sdk import _serde, _transport, errors
+from worker_sdk._build import derive_version
 from worker_sdk._context import WORKER, install_task_factory
 from worker_sdk._decorators import Workflow
 from worker_sdk._definitions import WorkflowDefinition
@@ -56,6 +57,7 @@ class Worker:
         connect_timeout: float = 30.0,
         shutdown_grace: float = 10.0,
         suspend_after: float | None = 5.0,
+        version: str | None = None,
     ) -> None:
         self._definitions: dict[str, WorkflowDefinition] = {}
         for w in workflows:
@@ -77,6 +79,13 @@ class Worker:
             or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
         self.capacity = capacity
+        #: The build ID its runs are recorded under: ``version``, else STEPLINE_WORKER_VERSION,
+        #: else one derived from the source of the modules defining its workflows.
+        self.version = (
+            version
+            if version is not None
+            else os.environ.get("STEPLINE_WORKER_VERSION") or derive_version(self._definitions.values())
+        )
         self._api_key = _transport.api_key_or_env(api_key)
         self._connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace

@@ -61,6 +61,7 @@ resumed AS (
     -- Ready to be handed out again, from a clean slate: no deadline, no recoveries counted.
     UPDATE workflows t
     SET status = 'ENQUEUED', owner_id = NULL, suspended = false, handoff = false, output = NULL,
+        version = CASE WHEN $2::text IS NULL THEN t.version ELSE NULLIF($2::text, '') END,
         output_encoding = NULL, error = NULL, completed_at = NULL, deadline_at = NULL,
         recovery_attempts = 0, updated_at = now()
     FROM w WHERE t.seq = w.seq AND w.status IN {_RESUMABLE}
@@ -83,14 +84,17 @@ SELECT w.name, w.status, EXISTS (SELECT 1 FROM resumed), (SELECT min(due_at) FRO
 """
 
 
-async def resume(conn: Connection, workflow_id: str) -> tuple[str, str, bool, datetime | None] | None:
-    """Makes a finished, unsuccessful workflow ready to run again from its recorded steps.
+async def resume(
+    conn: Connection, workflow_id: str, version: str | None = None
+) -> tuple[str, str, bool, datetime | None] | None:
+    """Makes a finished, unsuccessful workflow ready to run again from its recorded steps,
+    on workers of ``version`` if given (else of the version it recorded).
 
     Returns its name, the status it had, whether it was resumed (only FAILED, CANCELLED,
     TIMED_OUT and MAX_RECOVERY_ATTEMPTS_EXCEEDED are) and the earliest timer it got back;
     None if there is no such workflow.
     """
-    row = await conn.fetchrow(_RESUME, workflow_id)
+    row = await conn.fetchrow(_RESUME, workflow_id, version)
     return None if row is None else (row[0], row[1], row[2], row[3])
 
 
@@ -100,10 +104,11 @@ point AS (
     SELECT s.started_at FROM source JOIN steps s ON s.workflow_seq = source.seq AND s.step_id = $3
 ),
 forked AS (
-    INSERT INTO workflows (workflow_id, name, status, input, input_encoding, epoch, created_at, updated_at)
+    INSERT INTO workflows (workflow_id, name, status, input, input_encoding, epoch, created_at, updated_at,
+                           version)
     -- Epoch 1, as if a first execution had run: the one it is handed to (epoch 2) is sent
     -- the copied history (a workflow first handed out under epoch 1 has none to send).
-    SELECT $2, name, 'ENQUEUED', input, input_encoding, 1, now(), now() FROM source
+    SELECT $2, name, 'ENQUEUED', input, input_encoding, 1, now(), now(), NULLIF($4::text, '') FROM source
     WHERE EXISTS (SELECT 1 FROM point)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING seq, name
@@ -133,9 +138,12 @@ class Forked:
     copied: int
 
 
-async def fork(conn: Connection, workflow_id: str, new_id: str, from_step: str) -> Forked:
+async def fork(
+    conn: Connection, workflow_id: str, new_id: str, from_step: str, version: str | None = None
+) -> Forked:
     """Records ``new_id``, a new ENQUEUED run of the workflow with its input and copies
-    of its finished steps first started before ``from_step`` was."""
-    row = await conn.fetchrow(_FORK, workflow_id, new_id, from_step)
+    of its finished steps first started before ``from_step`` was, for workers of
+    ``version`` (None: the first worker that takes it)."""
+    row = await conn.fetchrow(_FORK, workflow_id, new_id, from_step, version)
     assert row is not None
     return Forked(row[0], row[1], row[2], row[3])

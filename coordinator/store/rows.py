@@ -63,6 +63,7 @@ _WORKFLOW = (
     "suspended",
     "parent_id",
     "parent_step_id",
+    "version",
 )
 WORKFLOW_COLUMNS = ", ".join(_WORKFLOW)
 # The same without the payloads, for listings that do not ask for them.
@@ -96,6 +97,7 @@ def workflow(row: Any) -> WorkflowRecord:
         suspended=row[17],
         parent_id=row[18],
         parent_step_id=row[19],
+        version=row[20],
     )
 
 

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from coordinator.models import ErrorInfo, Payload, WorkflowFilter, WorkflowRecord, WorkflowStatus
+from coordinator.models import (
+    Claimant,
+    ErrorInfo,
+    Payload,
+    WorkflowCount,
+    WorkflowFilter,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 from coordinator.store import conditions, rows
 from coordinator.store.database import Connection
 
@@ -28,6 +36,8 @@ class NewWorkflow:
     at: datetime
     # When it times out (TIMED_OUT), if ever; a timers row is recorded with it.
     deadline_at: datetime | None = None
+    # The owner's version (None without an owner: the first worker to take it decides).
+    version: str | None = None
 
     # A new workflow is RUNNING under epoch 1 when it starts on its worker at once, else
     # ENQUEUED (epoch 0) until the dispatcher hands it out.
@@ -61,6 +71,7 @@ class NewWorkflow:
             completed_at=None,
             seq=seq,
             deadline_at=self.deadline_at,
+            version=self.version,
         )
 
 
@@ -79,13 +90,13 @@ class Outcome:
 
 _INSERT = """
 INSERT INTO workflows (workflow_id, name, status, input, input_encoding, owner_id, epoch,
-                       created_at, updated_at, started_at, deadline_at)
+                       created_at, updated_at, started_at, deadline_at, version)
 SELECT b.workflow_id, b.name, b.status, b.input, b.input_encoding, b.owner_id, b.epoch, b.at, b.at,
-       b.started_at, b.deadline_at
+       b.started_at, b.deadline_at, b.version
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
-            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[])
      AS b(workflow_id, name, status, input, input_encoding, owner_id, epoch, at, started_at,
-          deadline_at)
+          deadline_at, version)
 -- DO NOTHING waits for a concurrent insert of the same ID to commit or roll back, so two
 -- starts of one ID record one workflow; the loser reads the winner's row afterwards.
 ON CONFLICT (workflow_id) DO NOTHING
@@ -118,6 +129,7 @@ async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowR
         [n.at for n in new],
         [n.started_at for n in new],
         [n.deadline_at for n in new],
+        [n.version for n in new],
     )
     by_id = {n.workflow_id: n for n in new}
     return [by_id[r[0]].record(r[1]) for r in result]
@@ -203,17 +215,26 @@ SET owner_id = CASE WHEN {_POISON} THEN NULL ELSE $2 END,
     completed_at = CASE WHEN {_POISON} THEN now() ELSE w.completed_at END,
     recovery_attempts = w.recovery_attempts + CASE WHEN {_RECOVERY} AND NOT ({_POISON}) THEN 1 ELSE 0 END,
     handoff = false,
+    version = CASE WHEN {_POISON} THEN w.version ELSE NULLIF($4, '') END,
     started_at = COALESCE(w.started_at, now()),
     updated_at = now()
 """
 _CLAIM_RETURNING = "RETURNING " + rows.workflow_columns("w")
 
+
+def _takes(alias: str = "") -> str:
+    """The claiming worker (version $4, auto-upgrading the names $5) may run the workflow:
+    no worker took it yet, it runs under the worker's version, or its name auto-upgrades."""
+    a = f"{alias}." if alias else ""
+    return f"({a}version IS NULL OR {a}version = $4 OR {a}name = ANY($5::text[]))"
+
+
 _CLAIM_READY = f"""
 WITH picked AS (
     SELECT workflow_id FROM workflows
-    WHERE {conditions.ready()} AND name = ANY($1::text[])
+    WHERE {conditions.ready()} AND name = ANY($1::text[]) AND {_takes()}
     ORDER BY seq
-    LIMIT $4
+    LIMIT $6
     -- SKIP LOCKED: a row another transaction is claiming is that transaction's; waiting
     -- for it would only find it owned.
     FOR UPDATE SKIP LOCKED
@@ -225,41 +246,60 @@ FROM picked WHERE w.workflow_id = picked.workflow_id
 
 _CLAIM_IDS = f"""
 UPDATE workflows AS w {_CLAIM_SET}
-WHERE w.workflow_id = ANY($1::text[]) AND {conditions.ready("w")}
+WHERE w.workflow_id = ANY($1::text[]) AND {conditions.ready("w")} AND {_takes("w")}
 {_CLAIM_RETURNING}
 """
 
 
 _STILL_READY = f"""
--- Names with ready workflows, locked or not: a claim that came back short may have
--- skipped rows another transaction held for a moment.
-SELECT DISTINCT name FROM workflows
+-- Names with ready workflows, locked or not, and the versions they wait for: a claim that
+-- came back short may have skipped rows another transaction held for a moment, or rows
+-- that only workers of another version may take.
+SELECT DISTINCT name, version FROM workflows
 WHERE {conditions.ready()} AND name = ANY($1::text[])
 """
 
 
-async def still_ready(conn: Connection, names: Sequence[str]) -> set[str]:
-    """Which of ``names`` still have workflows waiting for a worker."""
-    return {r[0] for r in await conn.fetch(_STILL_READY, list(names))}
+async def still_ready(conn: Connection, names: Sequence[str]) -> set[tuple[str, str | None]]:
+    """Which of ``names`` still have workflows waiting for a worker, with their versions
+    (None: any worker may take them)."""
+    return {(r[0], r[1]) for r in await conn.fetch(_STILL_READY, list(names))}
 
 
 async def claim_ready(
-    conn: Connection, names: Sequence[str], owner_id: str, limit: int, max_recovery_attempts: int
+    conn: Connection, names: Sequence[str], owner: Claimant, limit: int, max_recovery_attempts: int
 ) -> list[WorkflowRecord]:
-    """Claims up to ``limit`` unowned workflows with one of ``names``, oldest first.
+    """Claims up to ``limit`` unowned workflows with one of ``names`` that ``owner`` may
+    run, oldest first; each records the owner's version.
 
-    Returns the claimed records: RUNNING ones now belong to ``owner_id``; the others were
+    Returns the claimed records: RUNNING ones now belong to ``owner``; the others were
     marked MAX_RECOVERY_ATTEMPTS_EXCEEDED instead of being claimed.
     """
-    result = await conn.fetch(_CLAIM_READY, list(names), owner_id, max_recovery_attempts, limit)
+    result = await conn.fetch(
+        _CLAIM_READY,
+        list(names),
+        owner.worker_id,
+        max_recovery_attempts,
+        owner.version,
+        list(owner.auto_upgrade),
+        limit,
+    )
     return [rows.workflow(r) for r in result]
 
 
 async def claim_ids(
-    conn: Connection, workflow_ids: Sequence[str], owner_id: str, max_recovery_attempts: int
+    conn: Connection, workflow_ids: Sequence[str], owner: Claimant, max_recovery_attempts: int
 ) -> list[WorkflowRecord]:
-    """Like claim_ready, for the given workflows (those that are unowned and unfinished)."""
-    result = await conn.fetch(_CLAIM_IDS, list(workflow_ids), owner_id, max_recovery_attempts)
+    """Like claim_ready, for the given workflows (those that are unowned, unfinished and
+    of a version the owner may run)."""
+    result = await conn.fetch(
+        _CLAIM_IDS,
+        list(workflow_ids),
+        owner.worker_id,
+        max_recovery_attempts,
+        owner.version,
+        list(owner.auto_upgrade),
+    )
     return [rows.workflow(r) for r in result]
 
 
@@ -327,6 +367,8 @@ async def list_(conn: Connection, f: WorkflowFilter) -> list[WorkflowRecord]:
         clauses.append(f"name = {arg(f.name)}")
     if f.statuses:
         clauses.append(f"status = ANY({arg([_STATUS_NAMES[s] for s in f.statuses])}::text[])")
+    if f.version is not None:
+        clauses.append(f"version = {arg(f.version)}")
     if f.created_after is not None:
         clauses.append(f"created_at >= {arg(f.created_after)}")
     if f.created_before is not None:
@@ -338,3 +380,34 @@ async def list_(conn: Connection, f: WorkflowFilter) -> list[WorkflowRecord]:
     order = "DESC" if f.descending else "ASC"
     sql = f"SELECT {columns} FROM workflows {where} ORDER BY seq {order} LIMIT {arg(f.limit)}"
     return [rows.workflow(r) for r in await conn.fetch(sql, *args)]
+
+
+# What a count may group by: the model's field, and its column.
+COUNT_FIELDS = {"name": "name", "version": "version", "status": "status"}
+_OPEN = (WorkflowStatus.ENQUEUED, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+
+
+async def count(
+    conn: Connection, by: Sequence[str], statuses: Sequence[WorkflowStatus] = (), name: str | None = None
+) -> list[WorkflowCount]:
+    """How many workflows there are per group of the ``by`` fields (COUNT_FIELDS), in
+    ``statuses`` (default: the open ones, PAUSED included), largest group first."""
+    columns = [COUNT_FIELDS[b] for b in by]  # keys only: never input in the SQL text
+    select = ", ".join([*columns, "count(*)"])
+    group = f"GROUP BY {', '.join(columns)}" if columns else ""
+    where = "status = ANY($1::text[]) AND ($2::text IS NULL OR name = $2)"
+    sql = f"SELECT {select} FROM workflows WHERE {where} {group} ORDER BY count(*) DESC"
+    wanted = [s.value for s in (statuses or _OPEN)]
+    result = []
+    for row in await conn.fetch(sql, wanted, name):
+        fields = dict(zip(by, row, strict=False))
+        status = fields.get("status")
+        result.append(
+            WorkflowCount(
+                count=row[-1],
+                name=fields.get("name"),
+                version=fields.get("version"),
+                status=WorkflowStatus(status) if status is not None else None,
+            )
+        )
+    return result

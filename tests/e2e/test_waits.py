@@ -90,6 +90,9 @@ async def test_events_survive_their_workers_and_the_coordinator(cluster: Cluster
     await eventually(lambda: waiting(c, "waiter", StepKind.GET_EVENT, suspended=False), what="get_event")
     announcer = await c.client.start_workflow("announcer", "phase", {"n": 1}, workflow_id="announcer")
     assert await c.client.get_event("announcer", "phase", timeout=20) == {"n": 1}
+    # Killed once its step after the event is recorded too (a step body cut short by the
+    # kill would run again, as it should, and this test counts bodies).
+    await eventually(lambda: waiting(c, "announcer", StepKind.RECV, suspended=False), what="recv")
     await kill_everything(c)
     # The event is recorded: a client reads it with no worker alive, and a workflow that
     # waited for it got it (recorded) or gets it now.

@@ -189,6 +189,12 @@ async def test_bad_list_requests_are_invalid_argument(
         (wpb.WorkerFrame(events=[heartbeat(0)]), INVALID, "must be Register"),
         (register_frame(workflow_names=[]), INVALID, "workflow_names must not be empty"),
         (register_frame(worker_id=""), INVALID, "worker_id must not be empty"),
+        (register_frame(version="v" * 256), INVALID, "Register.version is 256 characters long"),
+        (
+            register_frame(auto_upgrade=["wf", "other"]),
+            INVALID,
+            "Register.auto_upgrade names workflows it does not serve: other",
+        ),
         (
             register_frame(protocol_version=7),
             grpc.StatusCode.FAILED_PRECONDITION,

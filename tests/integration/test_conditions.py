@@ -36,6 +36,7 @@ async def test_the_claims_are_served_by_the_ready_index(conn: asyncpg.Connection
     sql = getattr(workflows, statement)
     async with conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        args: list[object] = [["wf"], "w", 3, 10] if statement == "_CLAIM_READY" else [["wf"]]
+        claim: list[object] = [["wf"], "w", 3, "v1", ["wf"], 10]
+        args = claim if statement == "_CLAIM_READY" else [["wf"]]
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
     assert "workflows_ready" in plan, plan

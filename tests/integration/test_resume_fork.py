@@ -106,7 +106,7 @@ async def test_a_fork_after_a_fixed_bug_reuses_the_steps_before_it(worker: Worke
     assert copied == [("1", StepStatus.SUCCEEDED), ("2", StepStatus.SUCCEEDED), ("3", StepStatus.SUCCEEDED)]
     assert (await client.get_workflow(workflow_id)).status is WorkflowStatus.FAILED  # left as it was
     # From the first step, nothing is reused.
-    again = await client.fork(workflow_id, "1", workflow_id_of_fork=unique("again"))
+    again = await client.fork(workflow_id, "1", new_workflow_id=unique("again"))
     assert await again.result(timeout=20) == 6
     assert effects == Counter({"first": 2, "second": 2, "third": 3})
 
@@ -148,7 +148,7 @@ async def test_bad_resumes_and_forks_are_refused(worker: Worker, client: Client)
     with pytest.raises(InvalidArgumentError, match="has no step '9'"):
         await client.fork(done.workflow_id, 9)
     with pytest.raises(SteplineError, match="exists already"):
-        await client.fork(done.workflow_id, 1, workflow_id_of_fork=done.workflow_id)
+        await client.fork(done.workflow_id, 1, new_workflow_id=done.workflow_id)
 
 
 @step()

@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from stepline.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -27,6 +28,26 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _WorkflowField:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WorkflowFieldEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WorkflowField.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WORKFLOW_FIELD_UNSPECIFIED: _WorkflowField.ValueType  # 0
+    WORKFLOW_FIELD_NAME: _WorkflowField.ValueType  # 1
+    WORKFLOW_FIELD_VERSION: _WorkflowField.ValueType  # 2
+    WORKFLOW_FIELD_STATUS: _WorkflowField.ValueType  # 3
+
+class WorkflowField(_WorkflowField, metaclass=_WorkflowFieldEnumTypeWrapper):
+    """What CountWorkflows groups by."""
+
+WORKFLOW_FIELD_UNSPECIFIED: WorkflowField.ValueType  # 0
+WORKFLOW_FIELD_NAME: WorkflowField.ValueType  # 1
+WORKFLOW_FIELD_VERSION: WorkflowField.ValueType  # 2
+WORKFLOW_FIELD_STATUS: WorkflowField.ValueType  # 3
+Global___WorkflowField: _TypeAlias = WorkflowField  # noqa: Y015
 
 @_typing.final
 class StartWorkflowRequest(_message.Message):
@@ -226,6 +247,7 @@ class ListWorkflowsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     DESCENDING_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     INCLUDE_PAYLOADS_FIELD_NUMBER: _builtins.int
     workflow_name: _builtins.str
     """Only workflows with this name; empty means any."""
@@ -235,6 +257,8 @@ class ListWorkflowsRequest(_message.Message):
     """The next_page_token of a previous call with the same filters; empty for the first page."""
     descending: _builtins.bool
     """Newest first instead of oldest first."""
+    version: _builtins.str
+    """Only workflows recorded under this version (WorkflowInfo.version); unset means any."""
     include_payloads: _builtins.bool
     """Fill in input and output payloads (omitted by default to keep pages small)."""
     @_builtins.property
@@ -259,13 +283,16 @@ class ListWorkflowsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         descending: _builtins.bool = ...,
+        version: _builtins.str | None = ...,
         include_payloads: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "created_after", b"created_after", "created_before", b"created_before", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "descending", b"descending", "include_payloads", b"include_payloads", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "created_after", b"created_after", "created_before", b"created_before", "descending", b"descending", "include_payloads", b"include_payloads", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "version", b"version", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___ListWorkflowsRequest: _TypeAlias = ListWorkflowsRequest  # noqa: Y015
 
@@ -661,18 +688,26 @@ class ResumeWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow to resume."""
+    version: _builtins.str
+    """Hand it only to workers of this version from now on (the fixed code); empty: to any
+    worker serving its name; unset: keep the version it recorded.
+    """
     def __init__(
         self,
         *,
         workflow_id: _builtins.str = ...,
+        version: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___ResumeWorkflowRequest: _TypeAlias = ResumeWorkflowRequest  # noqa: Y015
 
@@ -709,6 +744,7 @@ class ForkWorkflowRequest(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     FROM_STEP_FIELD_NUMBER: _builtins.int
     NEW_WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow to fork (any status)."""
     from_step: _builtins.str
@@ -718,18 +754,25 @@ class ForkWorkflowRequest(_message.Message):
     """
     new_workflow_id: _builtins.str
     """The new run's ID; empty: "<workflow_id>-fork-<random>"."""
+    version: _builtins.str
+    """Hand the new run only to workers of this version; unset or empty: to the first
+    worker that serves its name, whose version it records.
+    """
     def __init__(
         self,
         *,
         workflow_id: _builtins.str = ...,
         from_step: _builtins.str = ...,
         new_workflow_id: _builtins.str = ...,
+        version: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_step", b"from_step", "new_workflow_id", b"new_workflow_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "from_step", b"from_step", "new_workflow_id", b"new_workflow_id", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___ForkWorkflowRequest: _TypeAlias = ForkWorkflowRequest  # noqa: Y015
 
@@ -816,3 +859,101 @@ class GetEventResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015
+
+@_typing.final
+class CountWorkflowsRequest(_message.Message):
+    """Asks how many workflows there are, grouped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
+    workflow_name: _builtins.str
+    """Only workflows with this name; empty means any."""
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkflowField.ValueType]:
+        """The fields to group by (each at most once); empty counts all matching workflows as
+        one group.
+        """
+
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.WorkflowStatus.ValueType]:
+        """Only workflows in one of these statuses; empty means the open ones: ENQUEUED, RUNNING
+        and PAUSED (a paused run waits to be resumed on its version or forked).
+        """
+
+    def __init__(
+        self,
+        *,
+        group_by: _abc.Iterable[Global___WorkflowField.ValueType] | None = ...,
+        statuses: _abc.Iterable[_common_pb2.WorkflowStatus.ValueType] | None = ...,
+        workflow_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "statuses", b"statuses", "workflow_name", b"workflow_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountWorkflowsRequest: _TypeAlias = CountWorkflowsRequest  # noqa: Y015
+
+@_typing.final
+class WorkflowCount(_message.Message):
+    """One group of CountWorkflows: the grouped fields are set, the others are not."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    workflow_name: _builtins.str
+    """The group's workflow name (when grouped by name)."""
+    version: _builtins.str
+    """The group's version (when grouped by version); unset within the group of workflows
+    that no version pins (none has taken them yet, or only unversioned workers).
+    """
+    status: _common_pb2.WorkflowStatus.ValueType
+    """The group's status (when grouped by status)."""
+    count: _builtins.int
+    """How many workflows the group has."""
+    def __init__(
+        self,
+        *,
+        workflow_name: _builtins.str = ...,
+        version: _builtins.str | None = ...,
+        status: _common_pb2.WorkflowStatus.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "count", b"count", "status", b"status", "version", b"version", "workflow_name", b"workflow_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___WorkflowCount: _TypeAlias = WorkflowCount  # noqa: Y015
+
+@_typing.final
+class CountWorkflowsResponse(_message.Message):
+    """The answer to CountWorkflows: its groups, largest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowCount]: ...
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___WorkflowCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountWorkflowsResponse: _TypeAlias = CountWorkflowsResponse  # noqa: Y015

@@ -100,6 +100,11 @@ class WorkflowServiceStub:
                 request_serializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
                 response_deserializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
                 _registered_method=True)
+        self.CountWorkflows = channel.unary_unary(
+                '/stepline.v1.WorkflowService/CountWorkflows',
+                request_serializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -170,7 +175,8 @@ class WorkflowServiceServicer:
 
     def Send(self, request, context):
         """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+        PAUSED one keeps the message for when it is resumed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,6 +219,15 @@ class WorkflowServiceServicer:
         recorded before `from_step` and runs everything from there on, on whatever code
         serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
         workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountWorkflows(self, request, context):
+        """Counts workflows by name, version and/or status: by default the unfinished ones, so
+        that an operator sees which versions still have open runs before retiring their
+        workers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -285,6 +300,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ForkWorkflow,
                     request_deserializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.FromString,
                     response_serializer=stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.SerializeToString,
+            ),
+            'CountWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountWorkflows,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -639,6 +659,33 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/ForkWorkflow',
             stepline_dot_v1_dot_client__pb2.ForkWorkflowRequest.SerializeToString,
             stepline_dot_v1_dot_client__pb2.ForkWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/CountWorkflows',
+            stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

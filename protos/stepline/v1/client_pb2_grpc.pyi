@@ -68,7 +68,8 @@ class WorkflowServiceStub:
     """
     Send: _grpc.UnaryUnaryMultiCallable[_client_pb2.SendRequest, _client_pb2.SendResponse]
     """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+    PAUSED one keeps the message for when it is resumed.
     """
     GetEvent: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetEventRequest, _client_pb2.GetEventResponse]
     """Waits until a workflow has set an event, or the wait ends, and returns its value.
@@ -95,6 +96,11 @@ class WorkflowServiceStub:
     recorded before `from_step` and runs everything from there on, on whatever code
     serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
     workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+    """
+    CountWorkflows: _grpc.UnaryUnaryMultiCallable[_client_pb2.CountWorkflowsRequest, _client_pb2.CountWorkflowsResponse]
+    """Counts workflows by name, version and/or status: by default the unfinished ones, so
+    that an operator sees which versions still have open runs before retiring their
+    workers.
     """
 
 @_typing.type_check_only
@@ -130,7 +136,8 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """
     Send: _aio.UnaryUnaryMultiCallable[_client_pb2.SendRequest, _client_pb2.SendResponse]  # type: ignore[assignment]
     """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+    unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+    PAUSED one keeps the message for when it is resumed.
     """
     GetEvent: _aio.UnaryUnaryMultiCallable[_client_pb2.GetEventRequest, _client_pb2.GetEventResponse]  # type: ignore[assignment]
     """Waits until a workflow has set an event, or the wait ends, and returns its value.
@@ -157,6 +164,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     recorded before `from_step` and runs everything from there on, on whatever code
     serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
     workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+    """
+    CountWorkflows: _aio.UnaryUnaryMultiCallable[_client_pb2.CountWorkflowsRequest, _client_pb2.CountWorkflowsResponse]  # type: ignore[assignment]
+    """Counts workflows by name, version and/or status: by default the unfinished ones, so
+    that an operator sees which versions still have open runs before retiring their
+    workers.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -243,7 +255,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.SendResponse, _abc.Awaitable[_client_pb2.SendResponse]]:
         """Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+        unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+        PAUSED one keeps the message for when it is resumed.
         """
 
     @_abc_1.abstractmethod
@@ -294,6 +307,17 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         recorded before `from_step` and runs everything from there on, on whatever code
         serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
         workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
+        """
+
+    @_abc_1.abstractmethod
+    def CountWorkflows(
+        self,
+        request: _client_pb2.CountWorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.CountWorkflowsResponse, _abc.Awaitable[_client_pb2.CountWorkflowsResponse]]:
+        """Counts workflows by name, version and/or status: by default the unfinished ones, so
+        that an operator sees which versions still have open runs before retiring their
+        workers.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

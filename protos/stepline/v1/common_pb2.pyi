@@ -376,6 +376,7 @@ class WorkflowInfo(_message.Message):
     SUSPENDED_FIELD_NUMBER: _builtins.int
     PARENT_WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow's ID, unique in the coordinator's database."""
     workflow_name: _builtins.str
@@ -396,6 +397,11 @@ class WorkflowInfo(_message.Message):
     """For a child workflow (StartChild): its parent's workflow ID; empty otherwise."""
     parent_step_id: _builtins.str
     """For a child workflow: the step ID of the parent's StartChild."""
+    version: _builtins.str
+    """The version (Register.version) of the worker code that runs it: recorded when a
+    versioned worker first takes it, changed only by an auto-upgrade, or by a resume or
+    fork that names another. Unset: not pinned (any worker serving its name may take it).
+    """
     @_builtins.property
     def input(self) -> Global___Payload:
         """The input (positional and keyword arguments). Empty in listings unless asked for."""
@@ -448,12 +454,15 @@ class WorkflowInfo(_message.Message):
         suspended: _builtins.bool = ...,
         parent_workflow_id: _builtins.str = ...,
         parent_step_id: _builtins.str = ...,
+        version: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error", b"error", "input", b"input", "output", b"output", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error", b"error", "input", b"input", "output", b"output", "started_at", b"started_at", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "parent_step_id", b"parent_step_id", "parent_workflow_id", b"parent_workflow_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "suspended", b"suspended", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "epoch", b"epoch", "error", b"error", "input", b"input", "output", b"output", "owner_worker_id", b"owner_worker_id", "parent_step_id", b"parent_step_id", "parent_workflow_id", b"parent_workflow_id", "recovery_attempts", b"recovery_attempts", "started_at", b"started_at", "status", b"status", "suspended", b"suspended", "updated_at", b"updated_at", "version", b"version", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___WorkflowInfo: _TypeAlias = WorkflowInfo  # noqa: Y015
 

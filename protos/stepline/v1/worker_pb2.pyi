@@ -358,6 +358,8 @@ class Register(_message.Message):
     SDK_VERSION_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    AUTO_UPGRADE_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """A stable ID for this worker process, unique among connected workers. A second
     session with the same ID replaces the first.
@@ -372,6 +374,15 @@ class Register(_message.Message):
     """The SDK's version, for operators."""
     protocol_version: _builtins.int
     """The protocol version the SDK speaks: a ProtocolVersion value (PROTOCOL_VERSION_1)."""
+    version: _builtins.str
+    """The build ID of the worker's workflow code (the Python SDK derives one from the
+    source of the modules that define its workflows unless told one). Each workflow
+    records the version of the first versioned worker that runs it, and from then on is
+    handed (recovered, woken, resumed) only to workers of that version, except for the
+    names in `auto_upgrade`. Empty: an unversioned worker (as before versions existed),
+    which takes only runs that no versioned worker has pinned, and pins none. At most
+    255 characters.
+    """
     @_builtins.property
     def workflow_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The workflow names this worker can run. Must not be empty."""
@@ -380,6 +391,13 @@ class Register(_message.Message):
     def held(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionRef]:
         """Executions this worker still runs from an earlier session (after a reconnect). Each
         is re-attached if its epoch is still current, else answered with Abandon.
+        """
+
+    @_builtins.property
+    def auto_upgrade(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names (among workflow_names) whose runs this worker takes whatever version recorded
+        them: its code for them replays older runs deterministically (by branching with
+        patched markers). A run it takes is recorded under its version from then on.
         """
 
     def __init__(
@@ -392,10 +410,12 @@ class Register(_message.Message):
         sdk_version: _builtins.str = ...,
         protocol_version: _builtins.int = ...,
         held: _abc.Iterable[Global___ExecutionRef] | None = ...,
+        version: _builtins.str = ...,
+        auto_upgrade: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "held", b"held", "language", b"language", "protocol_version", b"protocol_version", "sdk_version", b"sdk_version", "worker_id", b"worker_id", "workflow_names", b"workflow_names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_upgrade", b"auto_upgrade", "capacity", b"capacity", "held", b"held", "language", b"language", "protocol_version", b"protocol_version", "sdk_version", b"sdk_version", "version", b"version", "worker_id", b"worker_id", "workflow_names", b"workflow_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,7 @@ import os
 from tests.e2e.programs.children import CHILDREN, PARENTS
 from tests.e2e.programs.flows import ALL
 from tests.e2e.programs.ordering import ORDERING
+from tests.e2e.programs.versions import VERSIONS
 from tests.e2e.programs.waiting import WAITING
 from worker_sdk import Worker
 
@@ -24,6 +25,7 @@ async def main() -> None:
         "all": [*ALL, *WAITING, *PARENTS, *CHILDREN, *ORDERING],
         "parents": PARENTS,
         "children": CHILDREN,
+        "versions": VERSIONS,
     }
     async with Worker(
         os.environ["STEPLINE_ADDRESS"],
