@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from stepline.v1 import client_pb2_grpc, worker_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from stepline.v1 import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 from coordinator import embedded_pg
 from coordinator.auth import ApiKeyInterceptor
@@ -25,6 +26,13 @@ from coordinator.store.database import Database
 log = logging.getLogger("coordinator")
 
 _SERVICES = ("stepline.v1.WorkflowService", "stepline.v1.WorkerService", "")
+# What server reflection lists (grpcurl, grpcui, Postman): the contract, health, itself.
+_REFLECTED = (
+    client_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
 
 
 @dataclass
@@ -78,6 +86,7 @@ async def start(settings: Settings) -> Running:
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(_REFLECTED, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
     health_task = asyncio.create_task(_report_health(db, health_servicer))
