@@ -108,6 +108,11 @@ worker.workflow("ts.waits", async (ctx, partner: string) => {
   return { message, answer, missing: missing ?? null, at: (await ctx.now()).getFullYear() > 2000 };
 });
 
+worker.workflow("ts.answer", async (ctx) => {
+  await ctx.setEvent("answer", "42");
+  return null;
+});
+
 worker.workflow("ts.sender", async (ctx, target: string) => {
   await ctx.send(target, { n: 7 }, { topic: "inbox", idempotencyKey: "once" });
   return "sent";
