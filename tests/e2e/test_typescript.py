@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import WorkerFactory
+from tests.e2e.conftest import ClusterFactory, WorkerFactory
 from tests.e2e.processes import Process, eventually, read_effects, spawn, start_coordinator
 from tests.e2e.typescript import build, run_ts_client, start_ts_worker
 from worker_sdk import Client
-from worker_sdk.errors import WorkflowFailedError
 from worker_sdk._models import StepStatus, WorkflowStatus
+from worker_sdk.errors import WorkflowFailedError
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,7 +58,9 @@ async def step_ids(client: Client, workflow_id: str) -> list[tuple[str, str, Ste
     return [(s.step_id, s.step_name, s.status) for s in await client.list_steps(workflow_id)]
 
 
-async def test_workflow_started_by_name_from_python(client: Client, ts_worker: TsWorkers, tmp_path: Path) -> None:
+async def test_workflow_started_by_name_from_python(
+    client: Client, ts_worker: TsWorkers, tmp_path: Path
+) -> None:
     await ts_worker()
     handle = await client.start_workflow("ts.greet", "bob", workflow_id="greet-1")
     assert await handle.result(timeout=20) == {
@@ -146,14 +148,22 @@ async def test_sleep_recv_and_events_survive_worker_kills(
     await client.send("waits-1", {"n": 7}, topic="inbox")  # no worker at all now
     await ts_worker(SUSPEND_AFTER="0")  # suspends every wait at once
     assert await client.get_event("waits-1", "progress", timeout=20) == {"got": {"n": 7}}
-    assert await handle.result(timeout=30) == {"message": {"n": 7}, "answer": "42", "missing": None, "at": True}
+    assert await handle.result(timeout=30) == {
+        "message": {"n": 7},
+        "answer": "42",
+        "missing": None,
+        "at": True,
+    }
     runs = Counter(e.what for e in read_effects(tmp_path / "effects.tsv") if e.workflow_id == "waits-1")
     assert runs == {"before": 1, "slept": 1, "after": 1}
     kinds = [s[1] for s in await step_ids(client, "waits-1")]
-    assert kinds.count("stepline.sleep") == 1 and kinds.count("stepline.recv") == 2
+    assert kinds.count("stepline.sleep") == 1
+    assert kinds.count("stepline.recv") == 2
 
 
-async def test_code_changed_between_runs_is_reported_as_non_determinism(client: Client, ts_worker: TsWorkers) -> None:
+async def test_code_changed_between_runs_is_reported_as_non_determinism(
+    client: Client, ts_worker: TsWorkers
+) -> None:
     first = await ts_worker(VARIANT="a", SUSPEND_AFTER="never")
     handle = await client.start_workflow("ts.variant", workflow_id="variant-1")
 
@@ -169,8 +179,11 @@ async def test_code_changed_between_runs_is_reported_as_non_determinism(client: 
 
     await eventually(paused, timeout=20, what="PAUSED")
     info = await handle.info()
-    assert info.error is not None and info.error.type == "stepline.NonDeterminismError"
-    assert "'1'" in info.error.message and "'original'" in info.error.message and "'renamed'" in info.error.message
+    assert info.error is not None
+    assert info.error.type == "stepline.NonDeterminismError"
+    assert "'1'" in info.error.message
+    assert "'original'" in info.error.message
+    assert "'renamed'" in info.error.message
     # The replay did not run the renamed step.
     assert [s[1] for s in await step_ids(client, "variant-1")] == ["original", "stepline.recv"]
 
@@ -180,7 +193,10 @@ async def test_python_parent_starts_a_child_served_by_typescript(
 ) -> None:
     await ts_worker()
     parents, _ = await spawn(
-        ["-m", "tests.e2e.programs.ts_parents"], tmp_path / "parents.log", {"STEPLINE_ADDRESS": address}, "worker ready"
+        ["-m", "tests.e2e.programs.ts_parents"],
+        tmp_path / "parents.log",
+        {"STEPLINE_ADDRESS": address},
+        "worker ready",
     )
     try:
         handle = await client.start_workflow("e2e.ts_parent", 21, workflow_id="py-parent")
@@ -213,9 +229,12 @@ async def test_typescript_client_against_typescript_and_python_workflows(
     assert seen["notFound"]["name"] == "WorkflowNotFoundError"
     assert seen["conflict"]["name"] == "WorkflowConflictError"
     assert seen["finished"]["name"] == "WorkflowFinishedError"
-    assert seen["python"] == [f"tour-seq-{i}-done" for i in range(10)] + [f"tour-par-{i}-done" for i in range(10)]
+    assert seen["python"] == [f"tour-seq-{i}-done" for i in range(10)] + [
+        f"tour-par-{i}-done" for i in range(10)
+    ]
     assert seen["pythonFailure"]["errorType"] == "builtins.TypeError"
-    assert seen["parent"]["python"] == 30 and seen["parent"]["ts"] == 6
+    assert seen["parent"]["python"] == 30
+    assert seen["parent"]["ts"] == 6
     assert seen["cancelled"][1] == "CANCELLED"
     assert seen["cancelledResult"]["errorType"] == "stepline.WorkflowCancelledError"
     assert seen["timeout"]["name"] == "ResultTimeoutError"
@@ -234,3 +253,31 @@ async def test_api_key(database_url: str, tmp_path: Path) -> None:
     assert seen["wrong"]["name"] == "AuthenticationError"
     assert seen["right"] == 0
     assert seen["workerWrong"]["name"] == "AuthenticationError"
+
+
+async def test_worker_reconnects_to_a_restarted_coordinator(cluster: ClusterFactory, tmp_path: Path) -> None:
+    """The coordinator is SIGKILLed mid-workflow and restarted on the same port: the TS
+    worker reconnects (with backoff), registers what it still holds, resends what was not
+    acknowledged, and finishes the workflow; no acknowledged step runs again."""
+    c = await cluster()
+    workers = TsWorkers(c.address, tmp_path)
+    await workers(STEP_DELAY="0.1")
+    try:
+        async with Client(c.address) as client:
+            await client.start_workflow("ts.helpers", "r", workflow_id="reconnect-1")
+
+            async def some_done() -> bool:
+                return sum(s[2] is StepStatus.SUCCEEDED for s in await step_ids(client, "reconnect-1")) >= 4
+
+            await eventually(some_done, timeout=20, what="four recorded steps")
+            acked = {s[0] for s in await step_ids(client, "reconnect-1") if s[2] is StepStatus.SUCCEEDED}
+        await c.kill_coordinator()
+        await c.start_coordinator()
+        async with Client(c.address) as client:
+            result = await client.get_handle("reconnect-1").result(timeout=30)
+            assert result["last"] == "r-last-done"
+        runs = Counter(e.step_id for e in read_effects(tmp_path / "effects.tsv"))
+        assert all(runs[step_id] == 1 for step_id in acked), runs
+        assert len(runs) == 14
+    finally:
+        await workers.kill_all()
