@@ -281,3 +281,15 @@ async def test_worker_reconnects_to_a_restarted_coordinator(cluster: ClusterFact
         assert len(runs) == 14
     finally:
         await workers.kill_all()
+
+
+def test_the_typescript_unit_tests_pass() -> None:
+    """The SDK's own node:test suite (step IDs, retries, conversions), run by `./dev test` too."""
+    import subprocess
+
+    from tests.e2e.typescript import TS
+
+    unit = sorted(str(p.relative_to(TS)) for p in (TS / "dist" / "test" / "unit").glob("*.test.js"))
+    assert unit, "the build made no unit tests"
+    done = subprocess.run(["node", "--test", *unit], cwd=TS, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -48,6 +48,10 @@ class WorkerServiceServicer:
 
     def Connect(self, request_iterator, context):
         """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+        (The frames are named for what they carry, not for the RPC: every SDK's generated
+        code uses these names.)
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

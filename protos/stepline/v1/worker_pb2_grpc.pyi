@@ -70,7 +70,12 @@ class WorkerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WorkerServiceAsyncStub: ...
     Connect: _grpc.StreamStreamMultiCallable[_worker_pb2.WorkerFrame, _worker_pb2.CoordinatorFrame]
-    """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out."""
+    """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+    (The frames are named for what they carry, not for the RPC: every SDK's generated
+    code uses these names.)
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -78,7 +83,12 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Connect: _aio.StreamStreamMultiCallable[_worker_pb2.WorkerFrame, _worker_pb2.CoordinatorFrame]  # type: ignore[assignment]
-    """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out."""
+    """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+    (The frames are named for what they carry, not for the RPC: every SDK's generated
+    code uses these names.)
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The worker-facing service."""
@@ -89,6 +99,11 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_worker_pb2.WorkerFrame],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_worker_pb2.CoordinatorFrame], _abc.AsyncIterator[_worker_pb2.CoordinatorFrame]]:
-        """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out."""
+        """The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+        (The frames are named for what they carry, not for the RPC: every SDK's generated
+        code uses these names.)
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,8 +10,8 @@
 // @generated from file stepline/v1/client.proto (package stepline.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { ErrorStatus, Limits, Payload, StepInfo, WorkflowInfo, WorkflowStatus } from "./common_pb.js";
@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file stepline/v1/client.proto.
  */
 export const file_stepline_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("ChhzdGVwbGluZS92MS9jbGllbnQucHJvdG8SC3N0ZXBsaW5lLnYxIsEBChRTdGFydFdvcmtmbG93UmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEhMKC3dvcmtmbG93X2lkGAIgASgJEiMKBWlucHV0GAMgASgLMhQuc3RlcGxpbmUudjEuUGF5bG9hZBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJVChVTdGFydFdvcmtmbG93UmVzcG9uc2USKwoId29ya2Zsb3cYASABKAsyGS5zdGVwbGluZS52MS5Xb3JrZmxvd0luZm8SDwoHY3JlYXRlZBgCIAEoCCIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiQgoTR2V0V29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbyI/ChRBd2FpdFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNIlIKFUF3YWl0V29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbxIMCgRkb25lGAIgASgIIpgCChRMaXN0V29ya2Zsb3dzUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEi0KCHN0YXR1c2VzGAIgAygOMhsuc3RlcGxpbmUudjEuV29ya2Zsb3dTdGF0dXMSMQoNY3JlYXRlZF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJEhIKCmRlc2NlbmRpbmcYByABKAgSGAoQaW5jbHVkZV9wYXlsb2FkcxgIIAEoCCJeChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USLAoJd29ya2Zsb3dzGAEgAygLMhkuc3RlcGxpbmUudjEuV29ya2Zsb3dJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChBMaXN0U3RlcHNSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIjkKEUxpc3RTdGVwc1Jlc3BvbnNlEiQKBXN0ZXBzGAEgAygLMhUuc3RlcGxpbmUudjEuU3RlcEluZm8iTAoVU3RhcnRXb3JrZmxvd3NSZXF1ZXN0EjMKCHJlcXVlc3RzGAEgAygLMiEuc3RlcGxpbmUudjEuU3RhcnRXb3JrZmxvd1JlcXVlc3QiTQoWU3RhcnRXb3JrZmxvd3NSZXNwb25zZRIzCghvdXRjb21lcxgBIAMoCzIhLnN0ZXBsaW5lLnYxLlN0YXJ0V29ya2Zsb3dPdXRjb21lIoMBChRTdGFydFdvcmtmbG93T3V0Y29tZRI1CgdzdGFydGVkGAEgASgLMiIuc3RlcGxpbmUudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlSAASKQoFZXJyb3IYAiABKAsyGC5zdGVwbGluZS52MS5FcnJvclN0YXR1c0gAQgkKB291dGNvbWUiQQoVQXdhaXRXb3JrZmxvd3NSZXF1ZXN0EhQKDHdvcmtmbG93X2lkcxgBIAMoCRISCgp0aW1lb3V0X21zGAIgASgNIlQKFkF3YWl0V29ya2Zsb3dzUmVzcG9uc2USJwoEZG9uZRgBIAMoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbxIRCglub3RfZm91bmQYAiADKAkiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QibwoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEhYKDnNlcnZlcl92ZXJzaW9uGAEgASgJEhkKEXByb3RvY29sX3ZlcnNpb25zGAIgAygNEiMKBmxpbWl0cxgDIAEoCzITLnN0ZXBsaW5lLnYxLkxpbWl0cyJxCgtTZW5kUmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRINCgV0b3BpYxgCIAEoCRIlCgdtZXNzYWdlGAMgASgLMhQuc3RlcGxpbmUudjEuUGF5bG9hZBIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiIQoMU2VuZFJlc3BvbnNlEhEKCWR1cGxpY2F0ZRgBIAEoCCI8ChVDYW5jZWxXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIlgKFkNhbmNlbFdvcmtmbG93UmVzcG9uc2USKwoId29ya2Zsb3cYASABKAsyGS5zdGVwbGluZS52MS5Xb3JrZmxvd0luZm8SEQoJY2FuY2VsbGVkGAIgAygJIiwKFVJlc3VtZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCSJFChZSZXN1bWVXb3JrZmxvd1Jlc3BvbnNlEisKCHdvcmtmbG93GAEgASgLMhkuc3RlcGxpbmUudjEuV29ya2Zsb3dJbmZvIlYKE0ZvcmtXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSEQoJZnJvbV9zdGVwGAIgASgJEhcKD25ld193b3JrZmxvd19pZBgDIAEoCSJDChRGb3JrV29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbyJHCg9HZXRFdmVudFJlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSCwoDa2V5GAIgASgJEhIKCnRpbWVvdXRfbXMYAyABKA0iRgoQR2V0RXZlbnRSZXNwb25zZRINCgVmb3VuZBgBIAEoCBIjCgV2YWx1ZRgCIAEoCzIULnN0ZXBsaW5lLnYxLlBheWxvYWQy1ggKD1dvcmtmbG93U2VydmljZRJWCg1TdGFydFdvcmtmbG93EiEuc3RlcGxpbmUudjEuU3RhcnRXb3JrZmxvd1JlcXVlc3QaIi5zdGVwbGluZS52MS5TdGFydFdvcmtmbG93UmVzcG9uc2USUAoLR2V0V29ya2Zsb3cSHy5zdGVwbGluZS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaIC5zdGVwbGluZS52MS5HZXRXb3JrZmxvd1Jlc3BvbnNlElYKDUF3YWl0V29ya2Zsb3cSIS5zdGVwbGluZS52MS5Bd2FpdFdvcmtmbG93UmVxdWVzdBoiLnN0ZXBsaW5lLnYxLkF3YWl0V29ya2Zsb3dSZXNwb25zZRJWCg1MaXN0V29ya2Zsb3dzEiEuc3RlcGxpbmUudjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaIi5zdGVwbGluZS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2USSgoJTGlzdFN0ZXBzEh0uc3RlcGxpbmUudjEuTGlzdFN0ZXBzUmVxdWVzdBoeLnN0ZXBsaW5lLnYxLkxpc3RTdGVwc1Jlc3BvbnNlElkKDlN0YXJ0V29ya2Zsb3dzEiIuc3RlcGxpbmUudjEuU3RhcnRXb3JrZmxvd3NSZXF1ZXN0GiMuc3RlcGxpbmUudjEuU3RhcnRXb3JrZmxvd3NSZXNwb25zZRJZCg5Bd2FpdFdvcmtmbG93cxIiLnN0ZXBsaW5lLnYxLkF3YWl0V29ya2Zsb3dzUmVxdWVzdBojLnN0ZXBsaW5lLnYxLkF3YWl0V29ya2Zsb3dzUmVzcG9uc2USVgoNR2V0U2VydmVySW5mbxIhLnN0ZXBsaW5lLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiIuc3RlcGxpbmUudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlEjsKBFNlbmQSGC5zdGVwbGluZS52MS5TZW5kUmVxdWVzdBoZLnN0ZXBsaW5lLnYxLlNlbmRSZXNwb25zZRJHCghHZXRFdmVudBIcLnN0ZXBsaW5lLnYxLkdldEV2ZW50UmVxdWVzdBodLnN0ZXBsaW5lLnYxLkdldEV2ZW50UmVzcG9uc2USWQoOQ2FuY2VsV29ya2Zsb3cSIi5zdGVwbGluZS52MS5DYW5jZWxXb3JrZmxvd1JlcXVlc3QaIy5zdGVwbGluZS52MS5DYW5jZWxXb3JrZmxvd1Jlc3BvbnNlElkKDlJlc3VtZVdvcmtmbG93EiIuc3RlcGxpbmUudjEuUmVzdW1lV29ya2Zsb3dSZXF1ZXN0GiMuc3RlcGxpbmUudjEuUmVzdW1lV29ya2Zsb3dSZXNwb25zZRJTCgxGb3JrV29ya2Zsb3cSIC5zdGVwbGluZS52MS5Gb3JrV29ya2Zsb3dSZXF1ZXN0GiEuc3RlcGxpbmUudjEuRm9ya1dvcmtmbG93UmVzcG9uc2VCQVo/Z2l0aHViLmNvbS9zdGVwbGluZS9zdGVwbGluZS9zZGtzL2dvL2dlbi9zdGVwbGluZS92MTtzdGVwbGluZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_stepline_v1_common]);
+  fileDesc("ChhzdGVwbGluZS92MS9jbGllbnQucHJvdG8SC3N0ZXBsaW5lLnYxIsEBChRTdGFydFdvcmtmbG93UmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEhMKC3dvcmtmbG93X2lkGAIgASgJEiMKBWlucHV0GAMgASgLMhQuc3RlcGxpbmUudjEuUGF5bG9hZBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJVChVTdGFydFdvcmtmbG93UmVzcG9uc2USKwoId29ya2Zsb3cYASABKAsyGS5zdGVwbGluZS52MS5Xb3JrZmxvd0luZm8SDwoHY3JlYXRlZBgCIAEoCCIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiQgoTR2V0V29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbyI/ChRBd2FpdFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNIlIKFUF3YWl0V29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbxIMCgRkb25lGAIgASgIIroCChRMaXN0V29ya2Zsb3dzUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEi0KCHN0YXR1c2VzGAIgAygOMhsuc3RlcGxpbmUudjEuV29ya2Zsb3dTdGF0dXMSMQoNY3JlYXRlZF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJEhIKCmRlc2NlbmRpbmcYByABKAgSFAoHdmVyc2lvbhgJIAEoCUgAiAEBEhgKEGluY2x1ZGVfcGF5bG9hZHMYCCABKAhCCgoIX3ZlcnNpb24iXgoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiwKCXdvcmtmbG93cxgBIAMoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoQTGlzdFN0ZXBzUmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCSI5ChFMaXN0U3RlcHNSZXNwb25zZRIkCgVzdGVwcxgBIAMoCzIVLnN0ZXBsaW5lLnYxLlN0ZXBJbmZvIkwKFVN0YXJ0V29ya2Zsb3dzUmVxdWVzdBIzCghyZXF1ZXN0cxgBIAMoCzIhLnN0ZXBsaW5lLnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0Ik0KFlN0YXJ0V29ya2Zsb3dzUmVzcG9uc2USMwoIb3V0Y29tZXMYASADKAsyIS5zdGVwbGluZS52MS5TdGFydFdvcmtmbG93T3V0Y29tZSKDAQoUU3RhcnRXb3JrZmxvd091dGNvbWUSNQoHc3RhcnRlZBgBIAEoCzIiLnN0ZXBsaW5lLnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZUgAEikKBWVycm9yGAIgASgLMhguc3RlcGxpbmUudjEuRXJyb3JTdGF0dXNIAEIJCgdvdXRjb21lIkEKFUF3YWl0V29ya2Zsb3dzUmVxdWVzdBIUCgx3b3JrZmxvd19pZHMYASADKAkSEgoKdGltZW91dF9tcxgCIAEoDSJUChZBd2FpdFdvcmtmbG93c1Jlc3BvbnNlEicKBGRvbmUYASADKAsyGS5zdGVwbGluZS52MS5Xb3JrZmxvd0luZm8SEQoJbm90X2ZvdW5kGAIgAygJIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0Im8KFUdldFNlcnZlckluZm9SZXNwb25zZRIWCg5zZXJ2ZXJfdmVyc2lvbhgBIAEoCRIZChFwcm90b2NvbF92ZXJzaW9ucxgCIAMoDRIjCgZsaW1pdHMYAyABKAsyEy5zdGVwbGluZS52MS5MaW1pdHMicQoLU2VuZFJlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDQoFdG9waWMYAiABKAkSJQoHbWVzc2FnZRgDIAEoCzIULnN0ZXBsaW5lLnYxLlBheWxvYWQSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIiEKDFNlbmRSZXNwb25zZRIRCglkdXBsaWNhdGUYASABKAgiPAoVQ2FuY2VsV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJYChZDYW5jZWxXb3JrZmxvd1Jlc3BvbnNlEisKCHdvcmtmbG93GAEgASgLMhkuc3RlcGxpbmUudjEuV29ya2Zsb3dJbmZvEhEKCWNhbmNlbGxlZBgCIAMoCSJOChVSZXN1bWVXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSFAoHdmVyc2lvbhgCIAEoCUgAiAEBQgoKCF92ZXJzaW9uIkUKFlJlc3VtZVdvcmtmbG93UmVzcG9uc2USKwoId29ya2Zsb3cYASABKAsyGS5zdGVwbGluZS52MS5Xb3JrZmxvd0luZm8ieAoTRm9ya1dvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIRCglmcm9tX3N0ZXAYAiABKAkSFwoPbmV3X3dvcmtmbG93X2lkGAMgASgJEhQKB3ZlcnNpb24YBCABKAlIAIgBAUIKCghfdmVyc2lvbiJDChRGb3JrV29ya2Zsb3dSZXNwb25zZRIrCgh3b3JrZmxvdxgBIAEoCzIZLnN0ZXBsaW5lLnYxLldvcmtmbG93SW5mbyJHCg9HZXRFdmVudFJlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSCwoDa2V5GAIgASgJEhIKCnRpbWVvdXRfbXMYAyABKA0iRgoQR2V0RXZlbnRSZXNwb25zZRINCgVmb3VuZBgBIAEoCBIjCgV2YWx1ZRgCIAEoCzIULnN0ZXBsaW5lLnYxLlBheWxvYWQiiwEKFUNvdW50V29ya2Zsb3dzUmVxdWVzdBIsCghncm91cF9ieRgBIAMoDjIaLnN0ZXBsaW5lLnYxLldvcmtmbG93RmllbGQSLQoIc3RhdHVzZXMYAiADKA4yGy5zdGVwbGluZS52MS5Xb3JrZmxvd1N0YXR1cxIVCg13b3JrZmxvd19uYW1lGAMgASgJIoQBCg1Xb3JrZmxvd0NvdW50EhUKDXdvcmtmbG93X25hbWUYASABKAkSFAoHdmVyc2lvbhgCIAEoCUgAiAEBEisKBnN0YXR1cxgDIAEoDjIbLnN0ZXBsaW5lLnYxLldvcmtmbG93U3RhdHVzEg0KBWNvdW50GAQgASgEQgoKCF92ZXJzaW9uIkQKFkNvdW50V29ya2Zsb3dzUmVzcG9uc2USKgoGY291bnRzGAEgAygLMhouc3RlcGxpbmUudjEuV29ya2Zsb3dDb3VudCp/Cg1Xb3JrZmxvd0ZpZWxkEh4KGldPUktGTE9XX0ZJRUxEX1VOU1BFQ0lGSUVEEAASFwoTV09SS0ZMT1dfRklFTERfTkFNRRABEhoKFldPUktGTE9XX0ZJRUxEX1ZFUlNJT04QAhIZChVXT1JLRkxPV19GSUVMRF9TVEFUVVMQAzKxCQoPV29ya2Zsb3dTZXJ2aWNlElYKDVN0YXJ0V29ya2Zsb3cSIS5zdGVwbGluZS52MS5TdGFydFdvcmtmbG93UmVxdWVzdBoiLnN0ZXBsaW5lLnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZRJQCgtHZXRXb3JrZmxvdxIfLnN0ZXBsaW5lLnYxLkdldFdvcmtmbG93UmVxdWVzdBogLnN0ZXBsaW5lLnYxLkdldFdvcmtmbG93UmVzcG9uc2USVgoNQXdhaXRXb3JrZmxvdxIhLnN0ZXBsaW5lLnYxLkF3YWl0V29ya2Zsb3dSZXF1ZXN0GiIuc3RlcGxpbmUudjEuQXdhaXRXb3JrZmxvd1Jlc3BvbnNlElYKDUxpc3RXb3JrZmxvd3MSIS5zdGVwbGluZS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBoiLnN0ZXBsaW5lLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZRJKCglMaXN0U3RlcHMSHS5zdGVwbGluZS52MS5MaXN0U3RlcHNSZXF1ZXN0Gh4uc3RlcGxpbmUudjEuTGlzdFN0ZXBzUmVzcG9uc2USWQoOU3RhcnRXb3JrZmxvd3MSIi5zdGVwbGluZS52MS5TdGFydFdvcmtmbG93c1JlcXVlc3QaIy5zdGVwbGluZS52MS5TdGFydFdvcmtmbG93c1Jlc3BvbnNlElkKDkF3YWl0V29ya2Zsb3dzEiIuc3RlcGxpbmUudjEuQXdhaXRXb3JrZmxvd3NSZXF1ZXN0GiMuc3RlcGxpbmUudjEuQXdhaXRXb3JrZmxvd3NSZXNwb25zZRJWCg1HZXRTZXJ2ZXJJbmZvEiEuc3RlcGxpbmUudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaIi5zdGVwbGluZS52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2USOwoEU2VuZBIYLnN0ZXBsaW5lLnYxLlNlbmRSZXF1ZXN0Ghkuc3RlcGxpbmUudjEuU2VuZFJlc3BvbnNlEkcKCEdldEV2ZW50Ehwuc3RlcGxpbmUudjEuR2V0RXZlbnRSZXF1ZXN0Gh0uc3RlcGxpbmUudjEuR2V0RXZlbnRSZXNwb25zZRJZCg5DYW5jZWxXb3JrZmxvdxIiLnN0ZXBsaW5lLnYxLkNhbmNlbFdvcmtmbG93UmVxdWVzdBojLnN0ZXBsaW5lLnYxLkNhbmNlbFdvcmtmbG93UmVzcG9uc2USWQoOUmVzdW1lV29ya2Zsb3cSIi5zdGVwbGluZS52MS5SZXN1bWVXb3JrZmxvd1JlcXVlc3QaIy5zdGVwbGluZS52MS5SZXN1bWVXb3JrZmxvd1Jlc3BvbnNlElMKDEZvcmtXb3JrZmxvdxIgLnN0ZXBsaW5lLnYxLkZvcmtXb3JrZmxvd1JlcXVlc3QaIS5zdGVwbGluZS52MS5Gb3JrV29ya2Zsb3dSZXNwb25zZRJZCg5Db3VudFdvcmtmbG93cxIiLnN0ZXBsaW5lLnYxLkNvdW50V29ya2Zsb3dzUmVxdWVzdBojLnN0ZXBsaW5lLnYxLkNvdW50V29ya2Zsb3dzUmVzcG9uc2VCQVo/Z2l0aHViLmNvbS9zdGVwbGluZS9zdGVwbGluZS9zZGtzL2dvL2dlbi9zdGVwbGluZS92MTtzdGVwbGluZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_stepline_v1_common]);
 
 /**
  * Asks to start one workflow. Identifiers (names and IDs here and everywhere in this
@@ -260,6 +260,13 @@ export type ListWorkflowsRequest = Message<"stepline.v1.ListWorkflowsRequest"> &
    * @generated from field: bool descending = 7;
    */
   descending: boolean;
+
+  /**
+   * Only workflows recorded under this version (WorkflowInfo.version); unset means any.
+   *
+   * @generated from field: optional string version = 9;
+   */
+  version?: string | undefined;
 
   /**
    * Fill in input and output payloads (omitted by default to keep pages small).
@@ -664,6 +671,14 @@ export type ResumeWorkflowRequest = Message<"stepline.v1.ResumeWorkflowRequest">
    * @generated from field: string workflow_id = 1;
    */
   workflowId: string;
+
+  /**
+   * Hand it only to workers of this version from now on (the fixed code); empty: to any
+   * worker serving its name; unset: keep the version it recorded.
+   *
+   * @generated from field: optional string version = 2;
+   */
+  version?: string | undefined;
 };
 
 /**
@@ -722,6 +737,14 @@ export type ForkWorkflowRequest = Message<"stepline.v1.ForkWorkflowRequest"> & {
    * @generated from field: string new_workflow_id = 3;
    */
   newWorkflowId: string;
+
+  /**
+   * Hand the new run only to workers of this version; unset or empty: to the first
+   * worker that serves its name, whose version it records.
+   *
+   * @generated from field: optional string version = 4;
+   */
+  version?: string | undefined;
 };
 
 /**
@@ -817,6 +840,138 @@ export const GetEventResponseSchema: GenMessage<GetEventResponse> = /*@__PURE__*
   messageDesc(file_stepline_v1_client, 26);
 
 /**
+ * Asks how many workflows there are, grouped.
+ *
+ * @generated from message stepline.v1.CountWorkflowsRequest
+ */
+export type CountWorkflowsRequest = Message<"stepline.v1.CountWorkflowsRequest"> & {
+  /**
+   * The fields to group by (each at most once); empty counts all matching workflows as
+   * one group.
+   *
+   * @generated from field: repeated stepline.v1.WorkflowField group_by = 1;
+   */
+  groupBy: WorkflowField[];
+
+  /**
+   * Only workflows in one of these statuses; empty means the open ones: ENQUEUED, RUNNING
+   * and PAUSED (a paused run waits to be resumed on its version or forked).
+   *
+   * @generated from field: repeated stepline.v1.WorkflowStatus statuses = 2;
+   */
+  statuses: WorkflowStatus[];
+
+  /**
+   * Only workflows with this name; empty means any.
+   *
+   * @generated from field: string workflow_name = 3;
+   */
+  workflowName: string;
+};
+
+/**
+ * Describes the message stepline.v1.CountWorkflowsRequest.
+ * Use `create(CountWorkflowsRequestSchema)` to create a new message.
+ */
+export const CountWorkflowsRequestSchema: GenMessage<CountWorkflowsRequest> = /*@__PURE__*/
+  messageDesc(file_stepline_v1_client, 27);
+
+/**
+ * One group of CountWorkflows: the grouped fields are set, the others are not.
+ *
+ * @generated from message stepline.v1.WorkflowCount
+ */
+export type WorkflowCount = Message<"stepline.v1.WorkflowCount"> & {
+  /**
+   * The group's workflow name (when grouped by name).
+   *
+   * @generated from field: string workflow_name = 1;
+   */
+  workflowName: string;
+
+  /**
+   * The group's version (when grouped by version); unset within the group of workflows
+   * that no version pins (none has taken them yet, or only unversioned workers).
+   *
+   * @generated from field: optional string version = 2;
+   */
+  version?: string | undefined;
+
+  /**
+   * The group's status (when grouped by status).
+   *
+   * @generated from field: stepline.v1.WorkflowStatus status = 3;
+   */
+  status: WorkflowStatus;
+
+  /**
+   * How many workflows the group has.
+   *
+   * @generated from field: uint64 count = 4;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message stepline.v1.WorkflowCount.
+ * Use `create(WorkflowCountSchema)` to create a new message.
+ */
+export const WorkflowCountSchema: GenMessage<WorkflowCount> = /*@__PURE__*/
+  messageDesc(file_stepline_v1_client, 28);
+
+/**
+ * The answer to CountWorkflows: its groups, largest first.
+ *
+ * @generated from message stepline.v1.CountWorkflowsResponse
+ */
+export type CountWorkflowsResponse = Message<"stepline.v1.CountWorkflowsResponse"> & {
+  /**
+   * @generated from field: repeated stepline.v1.WorkflowCount counts = 1;
+   */
+  counts: WorkflowCount[];
+};
+
+/**
+ * Describes the message stepline.v1.CountWorkflowsResponse.
+ * Use `create(CountWorkflowsResponseSchema)` to create a new message.
+ */
+export const CountWorkflowsResponseSchema: GenMessage<CountWorkflowsResponse> = /*@__PURE__*/
+  messageDesc(file_stepline_v1_client, 29);
+
+/**
+ * What CountWorkflows groups by.
+ *
+ * @generated from enum stepline.v1.WorkflowField
+ */
+export enum WorkflowField {
+  /**
+   * @generated from enum value: WORKFLOW_FIELD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: WORKFLOW_FIELD_NAME = 1;
+   */
+  NAME = 1,
+
+  /**
+   * @generated from enum value: WORKFLOW_FIELD_VERSION = 2;
+   */
+  VERSION = 2,
+
+  /**
+   * @generated from enum value: WORKFLOW_FIELD_STATUS = 3;
+   */
+  STATUS = 3,
+}
+
+/**
+ * Describes the enum stepline.v1.WorkflowField.
+ */
+export const WorkflowFieldSchema: GenEnum<WorkflowField> = /*@__PURE__*/
+  enumDesc(file_stepline_v1_client, 0);
+
+/**
  * Starts and inspects workflows. Safe to call from any language and any number of clients.
  *
  * @generated from service stepline.v1.WorkflowService
@@ -910,7 +1065,8 @@ export const WorkflowService: GenService<{
   },
   /**
    * Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-   * unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+   * unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+   * PAUSED one keeps the message for when it is resumed.
    *
    * @generated from rpc stepline.v1.WorkflowService.Send
    */
@@ -972,6 +1128,18 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ForkWorkflowRequestSchema;
     output: typeof ForkWorkflowResponseSchema;
+  },
+  /**
+   * Counts workflows by name, version and/or status: by default the unfinished ones, so
+   * that an operator sees which versions still have open runs before retiring their
+   * workers.
+   *
+   * @generated from rpc stepline.v1.WorkflowService.CountWorkflows
+   */
+  countWorkflows: {
+    methodKind: "unary";
+    input: typeof CountWorkflowsRequestSchema;
+    output: typeof CountWorkflowsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_stepline_v1_client, 0);
