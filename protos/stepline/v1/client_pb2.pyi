@@ -72,7 +72,9 @@ class StartWorkflowRequest(_message.Message):
     """
     @_builtins.property
     def input(self) -> _common_pb2.Payload:
-        """The input. The Python SDK encodes {"args": [...], "kwargs": {...}} as JSON."""
+        """The input: by convention (every SDK's, so that languages can start each other's
+        workflows) the JSON object {"args": [...], "kwargs": {...}}; see docs/protocol.md.
+        """
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
@@ -214,7 +216,7 @@ class AwaitWorkflowResponse(_message.Message):
     DONE_FIELD_NUMBER: _builtins.int
     done: _builtins.bool
     """True when the workflow is in a final status (SUCCEEDED, FAILED, CANCELLED,
-    MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT).
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT), or PAUSED (stopped until resumed).
     """
     @_builtins.property
     def workflow(self) -> _common_pb2.WorkflowInfo:

@@ -48,7 +48,8 @@ export type StartWorkflowRequest = Message<"stepline.v1.StartWorkflowRequest"> &
   workflowId: string;
 
   /**
-   * The input. The Python SDK encodes {"args": [...], "kwargs": {...}} as JSON.
+   * The input: by convention (every SDK's, so that languages can start each other's
+   * workflows) the JSON object {"args": [...], "kwargs": {...}}; see docs/protocol.md.
    *
    * @generated from field: stepline.v1.Payload input = 3;
    */
@@ -192,7 +193,7 @@ export type AwaitWorkflowResponse = Message<"stepline.v1.AwaitWorkflowResponse">
 
   /**
    * True when the workflow is in a final status (SUCCEEDED, FAILED, CANCELLED,
-   * MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT).
+   * MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT), or PAUSED (stopped until resumed).
    *
    * @generated from field: bool done = 2;
    */
