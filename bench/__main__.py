@@ -2,7 +2,7 @@
 
     python -m bench                 # the full benchmark; writes bench/RESULTS.md
     python -m bench --quick         # tiny sizes (CI smoke), well under a minute
-    python -m bench --only a,b,d    # some workloads: a b c d e f rss g h i (all by default)
+    python -m bench --only a,b,d    # some workloads: a b c d e f rss g h i j k (all by default)
     python -m bench --only g,h,i    # the durable waits: (g) send → recv wake-up, (h) 10k
                                     # sleeping workflows, (i) 100k suspended
     python -m bench --skip-dbos     # Stepline alone (DBOS is the `bench` extra)

@@ -118,6 +118,8 @@ async def nap(i: int, seconds: float, marks: str) -> int:
 _background: set[asyncio.Task[Any]] = set()
 # The handles of the last "naps" command's workflows, for "naps_done".
 _naps: list[Any] = []
+# (k): the workflows _block started, for _cancel_blocked.
+_blocked: list[Any] = []
 
 
 async def _run_sequential(runs: int, steps: int) -> dict[str, Any]:
@@ -207,8 +209,19 @@ async def _naps_done() -> dict[str, Any]:
 
 async def _block(count: int) -> dict[str, Any]:
     """``count`` workflows waiting in recv for a message that never comes."""
-    await _start_many(count, receive, 1, "")
+    _blocked.extend(await _start_many(count, receive, 1, ""))
     return {}
+
+
+async def _cancel_blocked() -> dict[str, Any]:
+    """Cancels the workflows ``_block`` started, one after another: each call's seconds."""
+    durations = []
+    for handle in _blocked:
+        started = time.perf_counter()
+        await DBOS.cancel_workflow_async(handle.get_workflow_id())
+        durations.append(time.perf_counter() - started)
+    _blocked.clear()
+    return {"durations": durations}
 
 
 async def _answer(command: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +248,8 @@ async def _answer(command: dict[str, Any]) -> dict[str, Any]:
         return await _naps_done()
     if kind == "block":
         return await _block(command["count"])
+    if kind == "cancel_blocked":
+        return await _cancel_blocked()
     if kind == "ping":
         return {}
     raise ValueError(f"unknown command {kind!r}")

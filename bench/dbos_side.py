@@ -204,22 +204,21 @@ class Dbos:
             already = await _blocked(conn)
             before = resources.rss_bytes(self.app.pid) or 0
             await self.command("block", count=count)
-            started = time.monotonic()
-            reported = started
-            while (found := await _blocked(conn) - already) < count:
-                if time.monotonic() - started > BLOCK_TIMEOUT:
-                    raise TimeoutError(
-                        f"{found} of {count} DBOS workflows blocked in recv after {BLOCK_TIMEOUT} s"
-                    )
-                if time.monotonic() - reported > 10:
-                    reported = time.monotonic()
-                    log.info(
-                        "(i) DBOS: %d of %d blocked in recv after %.0f s", found, count, reported - started
-                    )
-                await asyncio.sleep(0.5)
+            await _wait_blocked(conn, already, count)
         finally:
             await conn.close()
         return {"worker": resources.rss_bytes(self.app.pid) or 0, "worker before": before}
+
+    async def cancels(self, count: int, marks_dir: Path) -> list[float]:
+        conn = await asyncpg.connect(self.url)
+        try:
+            already = await _blocked(conn)
+            await self.command("block", count=count)
+            await _wait_blocked(conn, already, count)
+        finally:
+            await conn.close()
+        durations: list[float] = (await self.command("cancel_blocked"))["durations"]
+        return durations
 
     def cpu_groups(self) -> dict[str, PidSource]:
         return {"worker": lambda: [self.app.pid]}
@@ -246,6 +245,18 @@ async def _blocked(conn: Any) -> int:
         "WHERE w.name = 'bench.receive' AND w.status = 'PENDING' AND o.function_name = 'DBOS.sleep'"
     )
     return count
+
+
+async def _wait_blocked(conn: Any, already: int, count: int) -> None:
+    """Until ``count`` more bench.receive workflows than ``already`` wait in recv."""
+    started = reported = time.monotonic()
+    while (found := await _blocked(conn) - already) < count:
+        if time.monotonic() - started > BLOCK_TIMEOUT:
+            raise TimeoutError(f"{found} of {count} DBOS workflows blocked in recv after {BLOCK_TIMEOUT} s")
+        if time.monotonic() - reported > 10:
+            reported = time.monotonic()
+            log.info("DBOS: %d of %d blocked in recv after %.0f s", found, count, reported - started)
+        await asyncio.sleep(0.05)
 
 
 async def _wait_success(conn: Any, workflow_id: str, timeout: float = 60.0) -> None:

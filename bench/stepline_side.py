@@ -26,7 +26,7 @@ from bench.postgres import Postgres
 from bench.processes import Child, spawn
 from bench.resources import PidSource
 from bench.system import MarksWatch, Recovery, recovery_from_marks, wait_for_mark
-from worker_sdk import Client, WorkflowHandle
+from worker_sdk import Client, WorkflowHandle, WorkflowStatus
 
 log = logging.getLogger("bench")
 
@@ -138,6 +138,22 @@ class Stepline:
         for _ in range(runs):
             handle = await self.client.start_workflow("bench.parent", n)
             durations += await handle.result(timeout=120)
+        return durations
+
+    async def cancels(self, count: int, marks_dir: Path) -> list[float]:
+        async with self._waits(IN_MEMORY):
+            marks = marks_dir / "stepline-cancel.marks"
+            watch = MarksWatch(marks)
+            handles = await self._start_many(count, "bench.receive", 1, str(marks))
+            await watch.wait("wait", count, timeout=60)
+            durations = []
+            for handle in handles:
+                started = time.perf_counter()
+                await self.client.cancel(handle.workflow_id, "bench")
+                durations.append(time.perf_counter() - started)
+            statuses = {(await h.info()).status for h in handles[:: max(1, count // 10)]}
+            if statuses != {WorkflowStatus.CANCELLED}:
+                raise RuntimeError(f"(k) cancelled workflows are {statuses}")
         return durations
 
     async def throughput(self, workflows: int, steps: int) -> float:

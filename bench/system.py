@@ -52,6 +52,11 @@ class System(Protocol):
         """Runs ``runs`` workflows that each run ``n`` child workflows (one step each) one
         after another; returns every child call's duration (seconds), measured inside."""
 
+    async def cancels(self, count: int, marks_dir: Path) -> list[float]:
+        """Puts ``count`` workflows in recv (in memory), then cancels them one after another;
+        returns each cancel call's seconds: from the call until it answered, the
+        cancellation durable."""
+
     async def throughput(self, workflows: int, steps: int) -> float:
         """Starts ``workflows`` workflows of ``steps`` steps at once; returns the seconds
         from the first start to the last completion."""

@@ -25,7 +25,7 @@ from bench.waits import WaitWorkloads
 
 log = logging.getLogger("bench")
 
-ORDER = ("a", "b", "c", "f", "d", "e", "rss", "g", "h", "i", "j")
+ORDER = ("a", "b", "c", "f", "d", "e", "rss", "g", "h", "i", "j", "k")
 # What runs without --only. Not yet the durable waits, until Stepline's side of them runs.
 DEFAULT = ORDER
 
@@ -60,6 +60,7 @@ class Sizes:
     blocked_in_memory: int
     child_runs: int  # (j) parents
     child_calls: int  # (j) children per parent, one after another
+    cancels: int  # (k) workflows waiting in recv, cancelled one after another
 
 
 FULL = Sizes(
@@ -85,6 +86,7 @@ FULL = Sizes(
     blocked_in_memory=5_000,
     child_runs=10,
     child_calls=20,
+    cancels=200,
 )
 QUICK = Sizes(
     warmup_runs=1,
@@ -109,6 +111,7 @@ QUICK = Sizes(
     blocked_in_memory=100,
     child_runs=1,
     child_calls=3,
+    cancels=5,
 )
 TEN_MILLION = 10_000_000
 
@@ -205,6 +208,22 @@ class Bench(WaitWorkloads):
                 f"(j) {len(durations)} child calls in {s.child_runs} parents: "
                 f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
                 f"max {number(max(durations))} ms",
+            )
+
+    # --- (k) cancel -----------------------------------------------------------------------------
+
+    async def workload_k(self) -> None:
+        s = self.sizes
+        for system in self.systems:
+            await self.pg.settle()
+            durations = [d * 1000 for d in await system.cancels(s.cancels, self._marks_dir())]
+            label = "(k) cancel of a workflow waiting in recv, until durable"
+            self._set(system, f"{label}, median", "ms", median(durations))
+            self._set(system, f"{label}, p99", "ms", percentile(durations, 99))
+            self._detail(
+                system,
+                f"(k) {len(durations)} cancels: min {number(min(durations))} ms, "
+                f"mean {number(sum(durations) / len(durations))} ms, max {number(max(durations))} ms",
             )
 
     # --- (b) throughput, and CPU per step --------------------------------------------------
