@@ -1,0 +1,61 @@
+"""The conformance suite (conformance/) for every SDK: each scenario its worker declares,
+in each mode, through a live coordinator that the scenarios may kill and restart."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import runner
+from tests.e2e.conftest import ClusterFactory
+from tests.e2e.processes import ROOT
+
+SCENARIOS = {s.name: s for s in runner.load()}
+WORKERS = {
+    "python": runner.WorkerCommand(
+        "python", (sys.executable, "-m", "conformance.python_worker"), ROOT, {"PYTHONPATH": str(ROOT)}
+    ),
+}
+CASES = [
+    pytest.param(language, name, mode, id=f"{language}-{name}-{mode}")
+    for language in WORKERS
+    for name, scenario in SCENARIOS.items()
+    for mode in runner.modes(scenario)
+]
+
+
+@pytest.mark.parametrize(("language", "scenario", "mode"), CASES)
+async def test_conformance(
+    cluster: ClusterFactory, tmp_path: Path, language: str, scenario: str, mode: str
+) -> None:
+    c = await cluster(lease_ms="500")
+    outcome = await runner.run(
+        SCENARIOS[scenario],
+        mode,
+        WORKERS[language],
+        client=c.client,
+        address=c.address,
+        directory=tmp_path,
+        coordinator=c,
+    )
+    assert not outcome.skipped, str(outcome)
+    assert outcome.passed, str(outcome)
+
+
+async def test_a_worker_that_calls_steps_in_the_wrong_order_fails_with_the_scenario_and_step_named(
+    cluster: ClusterFactory, tmp_path: Path
+) -> None:
+    c = await cluster()
+    python = WORKERS["python"]
+    broken = runner.WorkerCommand(
+        "python", python.argv, python.cwd, {**python.env, "CONFORMANCE_BROKEN": "reorder"}
+    )
+    outcome = await runner.run(
+        SCENARIOS["fresh-run"], "normal", broken, client=c.client, address=c.address, directory=tmp_path
+    )
+    assert not outcome.passed
+    report = str(outcome)
+    assert report.startswith("fresh-run [normal]: FAILED"), report
+    assert "step '1': recorded ('1', 'b', 'SUCCEEDED'), expected ('1', 'a', 'SUCCEEDED')" in report, report
