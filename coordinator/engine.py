@@ -15,6 +15,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.config import Settings
@@ -58,8 +60,10 @@ from coordinator.retention import Retention
 from coordinator.sessions import Session, Sessions
 from coordinator.starts import Starter
 from coordinator.stats import Stats
+from coordinator.store import leases as lease_store
 from coordinator.store import steps, workflows
 from coordinator.store.database import Database
+from coordinator.store.leases import WorkerRow
 from coordinator.timers import Timers
 from coordinator.waiters import Waiters
 from coordinator.waits import Waits
@@ -252,6 +256,26 @@ class Engine:
         async with self.db.connection() as conn:
             return await workflows.list_(conn, f)
 
+    async def list_workers(self) -> list[WorkerRow]:
+        """Every connected worker, this coordinator's and the others' (from their leases)."""
+        async with self.db.connection() as conn:
+            rows = await lease_store.list_workers(conn)
+        now, clock = datetime.now(UTC), time.monotonic()
+        listed = []
+        for row in rows:
+            session = self.sessions.get(row.worker_id)
+            if row.coordinator_id == self.leases.coordinator_id and session is not None:
+                row = replace(
+                    row,
+                    local=True,
+                    heartbeat_age=clock - session.last_seen,
+                    in_flight=self.ownership.count(session),
+                )
+            elif row.renewed_at is not None:
+                row = replace(row, heartbeat_age=max(0.0, (now - row.renewed_at).total_seconds()))
+            listed.append(row)
+        return listed
+
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:
         record = await self.get_workflow(workflow_id)
         async with self.db.connection() as conn:
@@ -270,7 +294,7 @@ class Engine:
             async with self.db.transaction() as conn:
                 released = await workflows.release(conn, session.worker_id, keep=list(held))
                 reattached = await workflows.reattach(conn, session.worker_id, list(held.items()))
-                await self.leases.take(conn, session.worker_id, session.session_id)
+                await self.leases.take(conn, session)
             previous = self.sessions.put(session)
             kept = tuple(r for r in registration.held if r.workflow_id in reattached)
             self.ownership.reattach(session, previous, kept)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from coordinator.config import Settings
 from coordinator.errors import Unavailable
-from coordinator.sessions import Sessions
+from coordinator.sessions import Session, Sessions
 from coordinator.stats import Stats
 from coordinator.store import leases
 from coordinator.store.database import Database
@@ -51,9 +51,22 @@ class Leases:
             asyncio.create_task(self._keep(), name="db-leases"),
         ]
 
-    async def take(self, conn: object, worker_id: str, session_id: str) -> None:
+    @property
+    def coordinator_id(self) -> str:
+        return self._coordinator_id
+
+    async def take(self, conn: object, session: Session) -> None:
         """Records in PostgreSQL that the worker is connected here (in the caller's transaction)."""
-        await leases.take(conn, worker_id, self._coordinator_id, session_id, self.db_lease_seconds)
+        row = leases.WorkerRow(
+            session.worker_id,
+            self._coordinator_id,
+            session.language,
+            session.sdk_version,
+            session.version,
+            session.capacity,
+            tuple(sorted(session.names)),
+        )
+        await leases.take(conn, row, session.session_id, self.db_lease_seconds)
 
     async def _watch(self) -> None:
         """Ends sessions that have been silent longer than the lease (in memory only)."""

@@ -11,30 +11,20 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.workflows_cli import add_client_arguments
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from coordinator.cli_client import add_client_arguments, parse_age
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--module", required=True, help="a Python file or module with the workflow functions")
     parser.add_argument("--workflow", help="check only workflows of this name")
-    parser.add_argument("--since", type=_age, help="only workflows created this recently: 30m, 12h, 1d")
+    parser.add_argument("--since", type=parse_age, help="only workflows created this recently: 30m, 12h, 1d")
     parser.add_argument("--limit", type=int, help="check at most this many workflows (newest first)")
     add_client_arguments(parser)
-
-
-def _age(text: str) -> timedelta:
-    found = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if found is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30m, 12h or 1d")
-    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -163,6 +163,11 @@ class WorkflowService(cpb_grpc.WorkflowServiceServicer):
         return cpb.CountWorkflowsResponse(counts=[convert.workflow_count(c) for c in found])
 
     @_statuses
+    async def ListWorkers(self, request: cpb.ListWorkersRequest, context: Any) -> cpb.ListWorkersResponse:
+        found = await self._engine.list_workers()
+        return cpb.ListWorkersResponse(workers=[convert.worker_info(w) for w in found])
+
+    @_statuses
     async def ListSteps(self, request: cpb.ListStepsRequest, context: Any) -> cpb.ListStepsResponse:
         found = await self._engine.list_steps(_workflow_id(request.workflow_id))
         return cpb.ListStepsResponse(steps=[convert.step_info(s) for s in found])

@@ -13,7 +13,7 @@ from worker_sdk import _serde, _transport, errors
 from worker_sdk._coalesce import Awaiter, Batcher
 from worker_sdk._decorators import Workflow
 from worker_sdk._messages import Limits
-from worker_sdk._models import StepInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import StepInfo, WorkerInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
 
 
 class Client:
@@ -152,6 +152,10 @@ class Client:
         first worker that serves the name. Returns the new run's handle."""
         info = await self._calls.fork(workflow_id, str(from_step), new_workflow_id or "", version)
         return WorkflowHandle(self, info.workflow_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The connected workers, on every coordinator of the database, by worker ID."""
+        return await self._calls.list_workers()
 
     async def count_workflows(
         self,

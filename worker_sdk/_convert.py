@@ -52,6 +52,7 @@ from worker_sdk._models import (
     StepInfo,
     StepKind,
     StepStatus,
+    WorkerInfo,
     WorkflowCount,
     WorkflowInfo,
     WorkflowStatus,
@@ -128,6 +129,22 @@ def workflow_count(c: cpb.WorkflowCount, by: Sequence[str]) -> WorkflowCount:
         name=c.workflow_name if "name" in by else None,
         version=c.version if c.HasField("version") else None,
         status=_WF_FROM_PB[c.status] if "status" in by else None,
+    )
+
+
+def worker_info(w: cpb.WorkerInfo) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=w.worker_id,
+        coordinator_id=w.coordinator_id,
+        local=w.local,
+        language=w.language,
+        sdk_version=w.sdk_version,
+        version=w.version,
+        capacity=w.capacity,
+        workflow_names=tuple(w.workflow_names),
+        in_flight=w.in_flight,
+        connected_at=_time(w.connected_at, w.HasField("connected_at")),
+        heartbeat_age=w.heartbeat_age.ToTimedelta().total_seconds(),
     )
 
 

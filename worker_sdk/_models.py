@@ -109,6 +109,25 @@ class WorkflowCount:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A connected worker (``Client.list_workers``), on any coordinator of the database."""
+
+    worker_id: str
+    coordinator_id: str
+    # Connected to the coordinator that answered (its heartbeat_age is then exact).
+    local: bool
+    language: str
+    sdk_version: str
+    version: str
+    capacity: int
+    workflow_names: tuple[str, ...]
+    in_flight: int
+    connected_at: datetime | None
+    # Seconds since it was last heard from (elsewhere: since its lease was last renewed).
+    heartbeat_age: float
+
+
+@dataclass(frozen=True, slots=True)
 class StepInfo:
     """Everything recorded about one step. ``output`` is the decoded value."""
 

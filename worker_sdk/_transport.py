@@ -21,11 +21,12 @@ from worker_sdk._convert import (
     status_to_pb,
     step_info,
     worker_frames,
+    worker_info,
     workflow_count,
     workflow_info,
 )
 from worker_sdk._messages import Incoming, Limits, Outgoing
-from worker_sdk._models import Payload, StepInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
+from worker_sdk._models import Payload, StepInfo, WorkerInfo, WorkflowCount, WorkflowInfo, WorkflowStatus
 
 
 class Start(NamedTuple):
@@ -270,6 +271,13 @@ class ClientCalls:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from None
         return [workflow_count(c, by) for c in r.counts]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        try:
+            r = await self._stub.ListWorkers(cpb.ListWorkersRequest(), metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from None
+        return [worker_info(w) for w in r.workers]
 
     async def limits(self) -> Limits:
         """The coordinator's limits (GetServerInfo)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -116,3 +116,37 @@ async def _suspended(client: Client, workflow_id: str) -> bool:
 
 
 __all__ = ["StepKind", "asyncio"]
+
+
+async def test_workers_of_both_coordinators_are_listed_by_either(pair: list[server.Running]) -> None:
+    a, b = pair
+    workflow_id = f"held-{uuid.uuid4().hex[:6]}"
+    async with (
+        Worker(address(a), workflows=[listener], worker_id="on-a", version="va", suspend_after=None),
+        Worker(address(b), workflows=[napper], worker_id="on-b", version="vb", capacity=7),
+        Client(address(a)) as on_a,
+        Client(address(b)) as on_b,
+    ):
+        await on_a.start_workflow(listener, workflow_id=workflow_id)
+        await eventually(lambda: waiting(on_a, workflow_id), what="the recv")
+        seen_from_b = {w.worker_id: w for w in await on_b.list_workers()}
+        assert set(seen_from_b) == {"on-a", "on-b"}
+        there, here = seen_from_b["on-a"], seen_from_b["on-b"]
+        assert (there.local, there.version, there.in_flight, there.workflow_names) == (
+            False,
+            "va",
+            1,
+            ("two.listener",),
+        )
+        assert (here.local, here.version, here.capacity, here.language) == (True, "vb", 7, "python")
+        assert here.coordinator_id != there.coordinator_id
+        assert 0 <= here.heartbeat_age < 5
+        assert 0 <= there.heartbeat_age < 30
+        await on_a.cancel(workflow_id)
+        # A worker that disconnects is soon no longer listed (its lease row is dropped).
+    async with Client(address(a)) as on_a:
+        await eventually(lambda: _none(on_a.list_workers()), what="the workers' leases dropped")
+
+
+async def _none(found: Awaitable[list[Any]]) -> bool:
+    return not await found

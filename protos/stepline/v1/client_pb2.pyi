@@ -959,3 +959,110 @@ class CountWorkflowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CountWorkflowsResponse: _TypeAlias = CountWorkflowsResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    """Asks for the connected workers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class WorkerInfo(_message.Message):
+    """One connected worker, as its Register said and as the coordinators see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    COORDINATOR_ID_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    SDK_VERSION_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    WORKFLOW_NAMES_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AGE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Its Register.worker_id."""
+    coordinator_id: _builtins.str
+    """The coordinator its stream is connected to (each coordinator's ID is random per run)."""
+    local: _builtins.bool
+    """Whether that is the coordinator that answered this call (then `heartbeat_age` is exact)."""
+    language: _builtins.str
+    """Register.language, .sdk_version, .version (its build ID), .capacity."""
+    sdk_version: _builtins.str
+    version: _builtins.str
+    capacity: _builtins.int
+    in_flight: _builtins.int
+    """How many workflows it runs now (waiting ones included until they are suspended)."""
+    @_builtins.property
+    def workflow_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The workflow names it serves, sorted."""
+
+    @_builtins.property
+    def connected_at(self) -> _timestamp_pb2.Timestamp:
+        """When its session opened."""
+
+    @_builtins.property
+    def heartbeat_age(self) -> _duration_pb2.Duration:
+        """How long since it was last heard from: exact for a local worker; for a worker of
+        another coordinator, since that coordinator last renewed its lease in PostgreSQL (a
+        few times per lease).
+        """
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        coordinator_id: _builtins.str = ...,
+        local: _builtins.bool = ...,
+        language: _builtins.str = ...,
+        sdk_version: _builtins.str = ...,
+        version: _builtins.str = ...,
+        capacity: _builtins.int = ...,
+        workflow_names: _abc.Iterable[_builtins.str] | None = ...,
+        in_flight: _builtins.int = ...,
+        connected_at: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_age: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "heartbeat_age", b"heartbeat_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "connected_at", b"connected_at", "coordinator_id", b"coordinator_id", "heartbeat_age", b"heartbeat_age", "in_flight", b"in_flight", "language", b"language", "local", b"local", "sdk_version", b"sdk_version", "version", b"version", "worker_id", b"worker_id", "workflow_names", b"workflow_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    """The answer to ListWorkers, by worker ID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerInfo]: ...
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___WorkerInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015

@@ -105,6 +105,11 @@ class WorkflowServiceStub:
                 request_serializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.SerializeToString,
                 response_deserializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/stepline.v1.WorkflowService/ListWorkers',
+                request_serializer=stepline_dot_v1_dot_client__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=stepline_dot_v1_dot_client__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -233,6 +238,14 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the connected workers, on every coordinator of the database: what each serves,
+        its language, version and capacity, what it runs, how recently it was heard from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +318,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CountWorkflows,
                     request_deserializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.FromString,
                     response_serializer=stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=stepline_dot_v1_dot_client__pb2.ListWorkersRequest.FromString,
+                    response_serializer=stepline_dot_v1_dot_client__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -686,6 +704,33 @@ class WorkflowService:
             '/stepline.v1.WorkflowService/CountWorkflows',
             stepline_dot_v1_dot_client__pb2.CountWorkflowsRequest.SerializeToString,
             stepline_dot_v1_dot_client__pb2.CountWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepline.v1.WorkflowService/ListWorkers',
+            stepline_dot_v1_dot_client__pb2.ListWorkersRequest.SerializeToString,
+            stepline_dot_v1_dot_client__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

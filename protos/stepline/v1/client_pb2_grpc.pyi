@@ -102,6 +102,10 @@ class WorkflowServiceStub:
     that an operator sees which versions still have open runs before retiring their
     workers.
     """
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListWorkersRequest, _client_pb2.ListWorkersResponse]
+    """Lists the connected workers, on every coordinator of the database: what each serves,
+    its language, version and capacity, what it runs, how recently it was heard from.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -169,6 +173,10 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Counts workflows by name, version and/or status: by default the unfinished ones, so
     that an operator sees which versions still have open runs before retiring their
     workers.
+    """
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_client_pb2.ListWorkersRequest, _client_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Lists the connected workers, on every coordinator of the database: what each serves,
+    its language, version and capacity, what it runs, how recently it was heard from.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -318,6 +326,16 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Counts workflows by name, version and/or status: by default the unfinished ones, so
         that an operator sees which versions still have open runs before retiring their
         workers.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _client_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.ListWorkersResponse, _abc.Awaitable[_client_pb2.ListWorkersResponse]]:
+        """Lists the connected workers, on every coordinator of the database: what each serves,
+        its language, version and capacity, what it runs, how recently it was heard from.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
