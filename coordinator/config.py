@@ -41,7 +41,7 @@ class Settings:
     """--sweep-ms / STEPLINE_SWEEP_MS: how often to re-check what a lost wake-up hint between
     coordinators could have said (next timer, ready workflows, waits held here)."""
     log_level: str = "INFO"
-    """--log-level / STEPLINE_LOG_LEVEL."""
+    """--log-level / STEPLINE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
 
     @property
     def limits(self) -> Limits:
