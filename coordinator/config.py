@@ -40,6 +40,9 @@ class Settings:
     sweep_ms: int = 5000
     """--sweep-ms / STEPLINE_SWEEP_MS: how often to re-check what a lost wake-up hint between
     coordinators could have said (next timer, ready workflows, waits held here)."""
+    metrics_port: int | None = None
+    """--metrics-port / STEPLINE_METRICS_PORT: serve Prometheus metrics at http://<host>:<port>/metrics;
+    0 picks a free port (printed at start); none serves no metrics."""
     log_level: str = "INFO"
     """--log-level / STEPLINE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
 
@@ -65,6 +68,7 @@ _ENV = {
     "retention_hours": ("STEPLINE_RETENTION_HOURS", float),
     "pool_size": ("STEPLINE_POOL_SIZE", int),
     "sweep_ms": ("STEPLINE_SWEEP_MS", int),
+    "metrics_port": ("STEPLINE_METRICS_PORT", int),
     "log_level": ("STEPLINE_LOG_LEVEL", str),
 }
 
@@ -106,6 +110,10 @@ def _check(s: Settings) -> None:
         msg
         for ok, msg in (
             (0 <= s.port <= 65535, f"port {s.port} is out of range"),
+            (
+                s.metrics_port is None or 0 <= s.metrics_port <= 65535,
+                f"metrics port {s.metrics_port} is out of range",
+            ),
             (s.lease_ms >= 100, f"lease of {s.lease_ms} ms is too short (at least 100)"),
             (s.max_payload_bytes >= 1024, "max payload must be at least 1024 bytes"),
             (s.max_recovery_attempts >= 1, "max recovery attempts must be at least 1"),

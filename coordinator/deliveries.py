@@ -36,6 +36,7 @@ from coordinator.models import (
 from coordinator.ownership import Ownership
 from coordinator.replies import Replies
 from coordinator.sessions import Session
+from coordinator.stats import Stats
 from coordinator.store import waits
 from coordinator.store.database import Connection, Database
 from coordinator.store.waits import Ended, Locked
@@ -91,8 +92,11 @@ class Deliveries:
         timer_service: Timers,
         hints: Hints,
         workflow_waiters: Waiters[str, WorkflowRecord],
+        *,
+        stats: Stats | None = None,
     ) -> None:
         self._db = db
+        self._stats = stats if stats is not None else Stats()
         self._ownership = ownership
         self._replies = replies
         self._dispatcher = dispatcher
@@ -101,7 +105,9 @@ class Deliveries:
         self._workflow_waiters = workflow_waiters
         # Callers of GetEvent, by (workflow_id, key).
         self.event_waiters: Waiters[tuple[str, str], Payload] = Waiters()
-        self.batcher: Batcher[Pending] = Batcher("waits", self._flush, self._fail)
+        self.batcher: Batcher[Pending] = Batcher(
+            "waits", self._flush, self._fail, stats=self._stats.batcher("waits")
+        )
         # Deliveries after a hint, kept so that they are not collected while they run.
         self._deliveries: set[asyncio.Task[None]] = set()
         timer_service.firing_with(self.fire)
@@ -197,6 +203,7 @@ class Deliveries:
         self._replies.send(session, StepDone(workflow_id, epoch, step_id, output, error, timed_out))
 
     def _timed_out(self, owner: str | None, record: WorkflowRecord) -> None:
+        self._stats.workflows_finished[record.status.value] += 1
         holder = self._ownership.holder(record.workflow_id)
         if holder is not None:
             session, epoch = holder

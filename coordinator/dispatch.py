@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from coordinator import hints
 from coordinator.errors import CoordinatorError, Unavailable
@@ -183,16 +184,21 @@ class Dispatcher:
     ) -> None:
         """Sends claimed workflows to ``session``; gives them back if it closed meanwhile."""
         lost: list[WorkflowRecord] = []
+        now = datetime.now(UTC)
         for record in claimed:
             if record.status.done:
                 log.warning(
                     "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
                 )
                 self._stats.poisoned += 1
+                self._stats.workflows_finished[record.status.value] += 1
                 self._waiters.notify(record.workflow_id, record)
                 continue
             if record.epoch > 1:
                 self._stats.recoveries += 1
+            elif record.started_at is not None:
+                # A first claim: from its start request to now, it waited in the queue.
+                self._stats.dispatch_lag.observe(max(0.0, (now - record.created_at).total_seconds()))
             if self._sessions.is_current(session):
                 self._ownership.assign(session, record.workflow_id, record.epoch)
                 session.send(assignment(record, history.get(record.seq, [])))

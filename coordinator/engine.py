@@ -96,10 +96,18 @@ class Engine:
         )
         self.timers = Timers(db)
         self.starter = Starter(
-            db, self.sessions, self.ownership, self.dispatcher, settings.max_recovery_attempts, self.timers
+            db,
+            self.sessions,
+            self.ownership,
+            self.dispatcher,
+            settings.max_recovery_attempts,
+            self.timers,
+            stats=self.stats,
         )
         self.interest = Interest(db, self.hints)
-        self.recorder = Recorder(db, self.sessions, self.ownership, self.replies, self.waiters, self.interest)
+        self.recorder = Recorder(
+            db, self.sessions, self.ownership, self.replies, self.waiters, self.interest, stats=self.stats
+        )
         self.leases = Leases(
             db, self.sessions, settings, self.coordinator_id, self.stats, self.dispatcher.announce
         )
@@ -111,7 +119,14 @@ class Engine:
             db, self.ownership, self.replies, self.hints, self.waiters, self.dispatcher, self.timers
         )
         self.waits = Waits(
-            db, self.ownership, self.replies, self.dispatcher, self.timers, self.hints, self.waiters
+            db,
+            self.ownership,
+            self.replies,
+            self.dispatcher,
+            self.timers,
+            self.hints,
+            self.waiters,
+            stats=self.stats,
         )
         # One handler per kind of worker event.
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
@@ -232,7 +247,9 @@ class Engine:
 
     async def cancel(self, workflow_id: str, reason: str) -> tuple[WorkflowRecord, list[str]]:
         """Cancels a workflow and its unfinished descendants."""
-        return await self.control.cancel(workflow_id, reason)
+        record, cancelled = await self.control.cancel(workflow_id, reason)
+        self.stats.workflows_finished["CANCELLED"] += len(cancelled)
+        return record, cancelled
 
     async def resume(self, workflow_id: str, version: str | None = None) -> WorkflowRecord:
         return await self.control.resume(workflow_id, version)
@@ -255,6 +272,11 @@ class Engine:
     async def list_workflows(self, f: WorkflowFilter) -> list[WorkflowRecord]:
         async with self.db.connection() as conn:
             return await workflows.list_(conn, f)
+
+    async def backlog(self) -> tuple[int, int]:
+        """Workflows ready for a worker, and timers due and not yet fired (for metrics)."""
+        async with self.db.connection() as conn:
+            return await workflows.backlog(conn)
 
     async def list_workers(self) -> list[WorkerRow]:
         """Every connected worker, this coordinator's and the others' (from their leases)."""

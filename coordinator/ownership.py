@@ -67,6 +67,10 @@ class Ownership:
         held = self._holders.get(workflow_id)
         return (held.session, held.epoch) if held is not None else None
 
+    def held_count(self) -> int:
+        """Executions held by any session here."""
+        return len(self._holders)
+
     def count(self, session: Session) -> int:
         return len(self._held.get(session, ()))
 

@@ -32,6 +32,7 @@ from coordinator.models import (
 from coordinator.ownership import Ownership
 from coordinator.replies import Replies
 from coordinator.sessions import Session, Sessions
+from coordinator.stats import Stats
 from coordinator.store import steps, workflows
 from coordinator.store.database import Database
 from coordinator.store.steps import StepWrite
@@ -71,14 +72,19 @@ class Recorder:
         replies: Replies,
         waiters: Waiters[str, WorkflowRecord],
         interest: Interest,
+        *,
+        stats: Stats | None = None,
     ) -> None:
         self._db = db
+        self._stats = stats if stats is not None else Stats()
         self._sessions = sessions
         self._ownership = ownership
         self._replies = replies
         self._waiters = waiters
         self._interest = interest
-        self.batcher: Batcher[Pending] = Batcher("steps", self._flush, self._fail)
+        self.batcher: Batcher[Pending] = Batcher(
+            "steps", self._flush, self._fail, stats=self._stats.batcher("steps")
+        )
 
     def step_start(self, session: Session, ev: StepStart) -> None:
         self._ownership.active(ev.workflow_id)  # a step starts: an idle execution is not any more
@@ -166,6 +172,8 @@ class Recorder:
         record: WorkflowRecord | None = None,
     ) -> None:
         self._ownership.finish(session, workflow_id, epoch)
+        if record is not None:
+            self._stats.workflows_finished[record.status.value] += 1
         self._reply(session).send(WorkflowAck(workflow_id, epoch, status))
         self._waiters.notify(workflow_id, record)
         self._interest.finished(workflow_id)

@@ -19,6 +19,7 @@ from coordinator.auth import ApiKeyInterceptor
 from coordinator.config import Settings
 from coordinator.engine import Engine
 from coordinator.limits import MAX_MESSAGE_BYTES
+from coordinator.metrics import MetricsServer
 from coordinator.service import WorkerService, WorkflowService
 from coordinator.store import migrations
 from coordinator.store.database import Database
@@ -45,9 +46,12 @@ class Running:
     port: int
     stop_embedded: Callable[[], None] | None
     _health_task: asyncio.Task[None]
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         self._health_task.cancel()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         await self.engine.stop()
         await self.server.stop(grace)
         await self.db.close()
@@ -90,7 +94,10 @@ async def start(settings: Settings) -> Running:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
     health_task = asyncio.create_task(_report_health(db, health_servicer))
-    return Running(server, engine, db, port, stop_embedded, health_task)
+    metrics = None
+    if settings.metrics_port is not None:
+        metrics = MetricsServer(engine, settings.host, settings.metrics_port)
+    return Running(server, engine, db, port, stop_embedded, health_task, metrics)
 
 
 async def _report_health(db: Database, servicer: health.aio.HealthServicer) -> None:
@@ -116,6 +123,8 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await start(settings)
+    if running.metrics is not None:
+        print(f"stepline metrics on http://{settings.host}:{running.metrics.port}/metrics", flush=True)
     print(f"stepline coordinator listening on {settings.host}:{running.port}", flush=True)
     await stop.wait()
     log.info("shutting down")

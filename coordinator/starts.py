@@ -23,6 +23,7 @@ from coordinator.errors import AlreadyExists, CoordinatorError
 from coordinator.models import StartRequest, StartResult, StepRecord, WorkflowRecord
 from coordinator.ownership import Ownership
 from coordinator.sessions import Session, Sessions
+from coordinator.stats import Stats
 from coordinator.store import workflows
 from coordinator.store.database import Database
 from coordinator.timers import Timers
@@ -46,8 +47,11 @@ class Starter:
         dispatcher: Dispatcher,
         max_recovery_attempts: int,
         timers: Timers,
+        *,
+        stats: Stats | None = None,
     ) -> None:
         self._db = db
+        self._stats = stats if stats is not None else Stats()
         self._sessions = sessions
         self._ownership = ownership
         self._dispatcher = dispatcher
@@ -55,7 +59,9 @@ class Starter:
         # Deadlines are recorded with their workflows; this coordinator fires them (another
         # one, should this one die, finds them in its next resync).
         self._timers = timers
-        self.batcher: Batcher[PendingStart] = Batcher("starts", self._flush, self._fail, max_batch=1000)
+        self.batcher: Batcher[PendingStart] = Batcher(
+            "starts", self._flush, self._fail, max_batch=1000, stats=self._stats.batcher("starts")
+        )
 
     async def start(self, request: StartRequest) -> tuple[WorkflowRecord, bool]:
         """Records a workflow for a client; returns it and whether this call created it."""
@@ -120,6 +126,7 @@ class Starter:
         # reads committed rows or claims (each claim a statement of its own).
         async with self._db.connection() as conn:
             inserted = {r.workflow_id: r for r in await workflows.insert(conn, new)}
+            self._stats.workflows_started += len(inserted)
             missing = [i for i in first if i not in inserted]
             existing = await workflows.get_many(conn, missing) if missing else {}
             # An in-process start of a workflow that exists but waits for a worker: this

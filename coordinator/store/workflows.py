@@ -411,3 +411,16 @@ async def count(
             )
         )
     return result
+
+
+_BACKLOG = f"""
+SELECT (SELECT count(*) FROM workflows WHERE {conditions.ready()}),
+       (SELECT count(*) FROM timers WHERE due_at <= now())
+"""
+
+
+async def backlog(conn: Connection) -> tuple[int, int]:
+    """Workflows ready for a worker (the ready index), and timers due and not yet fired."""
+    row = await conn.fetchrow(_BACKLOG)
+    assert row is not None
+    return row[0], row[1]

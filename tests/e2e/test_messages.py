@@ -67,6 +67,7 @@ async def test_a_thousand_messages_under_worker_kills_are_each_received_once_in_
     # Every message was taken by exactly one recv, and every recv took exactly one message.
     assert sorted(tuple(r) for r in rows) == [(i, MESSAGES, MESSAGES, MESSAGES) for i in sorted(ids)]
     assert recvs == WORKFLOWS * MESSAGES
-    # Each workflow recorded its last step once, whatever the kills made it replay.
-    finals = [e for e in c.effects() if e.what == f"received {MESSAGES}"]
-    assert sorted(e.workflow_id for e in finals) == sorted(ids)
+    # Each workflow ran its last step (a body in flight when its worker was killed may run
+    # twice: at-least-once for the step in flight, as the guarantees say).
+    finals = {e.workflow_id for e in c.effects() if e.what == f"received {MESSAGES}"}
+    assert sorted(finals) == sorted(ids)
