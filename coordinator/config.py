@@ -45,6 +45,9 @@ class Settings:
     0 picks a free port (printed at start); none serves no metrics."""
     log_level: str = "INFO"
     """--log-level / STEPLINE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    log_format: str = "text"
+    """--log-format / STEPLINE_LOG_FORMAT: text, or json (one object per line with workflow_id,
+    step_id, worker_id and epoch on every line)."""
 
     @property
     def limits(self) -> Limits:
@@ -70,12 +73,13 @@ _ENV = {
     "sweep_ms": ("STEPLINE_SWEEP_MS", int),
     "metrics_port": ("STEPLINE_METRICS_PORT", int),
     "log_level": ("STEPLINE_LOG_LEVEL", str),
+    "log_format": ("STEPLINE_LOG_FORMAT", str),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, database_only: bool = False) -> None:
     """Adds the settings' flags to ``parser`` (only the database ones for ``migrate``)."""
-    names = ("database_url", "data_dir", "log_level") if database_only else tuple(_ENV)
+    names = ("database_url", "data_dir", "log_level", "log_format") if database_only else tuple(_ENV)
     for name in names:
         env, kind = _ENV[name]
         parser.add_argument(
@@ -119,6 +123,7 @@ def _check(s: Settings) -> None:
             (s.max_recovery_attempts >= 1, "max recovery attempts must be at least 1"),
             (s.pool_size >= 2, "pool size must be at least 2"),
             (s.retention_hours >= 0, "retention must not be negative"),
+            (s.log_format in ("text", "json"), f"log format {s.log_format!r} is not text or json"),
             (s.sweep_ms >= 50, f"sweep of {s.sweep_ms} ms is too short (at least 50)"),
         )
         if not ok

@@ -77,7 +77,7 @@ def render() -> str:
         lines.append(f"| `{flag}` | `{env}` | {_default(field)} | {docs.get(field.name, '')} |")
     lines += [
         "",
-        "`stepline migrate` takes `--database-url`, `--data-dir` and `--log-level` only.",
+        "`stepline migrate` takes `--database-url`, `--data-dir`, `--log-level` and `--log-format` only.",
         "",
         "## Clients, workers and tools",
         "",

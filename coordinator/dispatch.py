@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from coordinator import hints
+from coordinator import hints, logs
 from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.hints import Hints
 from coordinator.models import Assignment, StepRecord, WorkflowRecord
@@ -188,7 +188,10 @@ class Dispatcher:
         for record in claimed:
             if record.status.done:
                 log.warning(
-                    "workflow %s: %s", record.workflow_id, record.error.message if record.error else ""
+                    "workflow %s: %s",
+                    record.workflow_id,
+                    record.error.message if record.error else "",
+                    extra=logs.about(record.workflow_id, record.epoch),
                 )
                 self._stats.poisoned += 1
                 self._stats.workflows_finished[record.status.value] += 1

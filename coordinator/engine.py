@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from coordinator import logs
 from coordinator.config import Settings
 from coordinator.control import Control
 from coordinator.dispatch import Dispatcher
@@ -345,6 +346,7 @@ class Engine:
             session.capacity,
             ", ".join(sorted(session.names)),
             len(reattached),
+            extra=logs.about(worker_id=session.worker_id),
         )
         self.dispatcher.announce(released)
         self.dispatcher.mark_ready(session.names)
@@ -367,6 +369,7 @@ class Engine:
                 session.worker_id,
                 reason,
                 self.ownership.count(session),
+                extra=logs.about(worker_id=session.worker_id),
             )
             while True:
                 try:
@@ -396,7 +399,7 @@ class Engine:
         session.send(HeartbeatAck(ev.sequence))
 
     def _drain(self, session: Session, ev: Drain) -> None:
-        log.info("worker %s is draining", session.worker_id)
+        log.info("worker %s is draining", session.worker_id, extra=logs.about(worker_id=session.worker_id))
         session.draining = True
 
     def _release(self, session: Session, ev: Release) -> None:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from coordinator import logs
 from coordinator.config import Settings
 from coordinator.errors import Unavailable
 from coordinator.sessions import Session, Sessions
@@ -77,7 +78,12 @@ class Leases:
             now = time.monotonic()
             for session in self._sessions:
                 if now - session.last_seen > self._lease and not session.closed.is_set():
-                    log.warning("worker %s silent for %.1f s: lease expired", session.worker_id, self._lease)
+                    log.warning(
+                        "worker %s silent for %.1f s: lease expired",
+                        session.worker_id,
+                        self._lease,
+                        extra=logs.about(worker_id=session.worker_id),
+                    )
                     self._stats.leases_expired += 1
                     session.close("lease expired")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from coordinator import logs
 from coordinator.errors import Code
 from coordinator.models import Abandon, AbandonReason, CoordinatorEvent, Rejected, WorkflowStatus
 from coordinator.ownership import Ownership
@@ -38,7 +39,12 @@ class Replies:
         """A write was refused because the execution is no longer current: it must stop."""
         self._stats.stale_writes_rejected += 1
         log.info(
-            "write refused: workflow %s epoch %d from %s: %s", workflow_id, epoch, session.worker_id, msg
+            "write refused: workflow %s epoch %d from %s: %s",
+            workflow_id,
+            epoch,
+            session.worker_id,
+            msg,
+            extra=logs.about(workflow_id, epoch, worker_id=session.worker_id),
         )
         self._ownership.abandon(session, workflow_id, epoch)
         self.send(session, Abandon(workflow_id, epoch, reason, msg))

@@ -19,7 +19,7 @@ from stepline.v1 import client_pb2_grpc as cpb_grpc
 from stepline.v1 import worker_pb2 as wpb
 from stepline.v1 import worker_pb2_grpc as wpb_grpc
 
-from coordinator import __version__, convert, frames, validation
+from coordinator import __version__, convert, frames, logs, validation
 from coordinator.engine import Engine
 from coordinator.errors import CoordinatorError, Unavailable
 from coordinator.sessions import Session
@@ -205,8 +205,9 @@ class WorkerService(wpb_grpc.WorkerServiceServicer):
         except CoordinatorError as exc:
             await abort(context, exc)
         self._take(session, rest)
-        reader = asyncio.create_task(self._read(session, request_iterator))
-        writer = asyncio.create_task(self._write(session, context))
+        with logs.bound(worker_id=session.worker_id):  # the stream's tasks inherit it
+            reader = asyncio.create_task(self._read(session, request_iterator))
+            writer = asyncio.create_task(self._write(session, context))
         closed = asyncio.create_task(session.closed.wait())
         reason = "stream closed by the worker"
         ended_here = False
