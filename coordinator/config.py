@@ -32,7 +32,17 @@ class Settings:
     max_recovery_attempts: int = 20
     """--max-recovery-attempts / STEPLINE_MAX_RECOVERY_ATTEMPTS: before a workflow is poison."""
     api_key: str | None = None
-    """--api-key / STEPLINE_API_KEY: when set, every call must send "authorization: Bearer <key>"."""
+    """--api-key / STEPLINE_API_KEY: one admin token; calls then send "authorization: Bearer <key>"."""
+    tokens_file: Path | None = None
+    """--tokens-file / STEPLINE_TOKENS_FILE: tokens with roles (worker, client, admin), one per line as
+    "<role> sha256:<hex>" (make one with `stepline token new --role worker`); calls need one."""
+    tls_cert: Path | None = None
+    """--tls-cert / STEPLINE_TLS_CERT: PEM certificate chain: serve TLS (with --tls-key)."""
+    tls_key: Path | None = None
+    """--tls-key / STEPLINE_TLS_KEY: PEM private key of --tls-cert."""
+    tls_client_ca: Path | None = None
+    """--tls-client-ca / STEPLINE_TLS_CLIENT_CA: PEM CA bundle: require client certificates
+    signed by it (mutual TLS)."""
     retention_hours: float = 0.0
     """--retention-hours / STEPLINE_RETENTION_HOURS: delete finished workflows this old; 0 keeps all."""
     pool_size: int = 8
@@ -68,6 +78,10 @@ _ENV = {
     "max_payload_bytes": ("STEPLINE_MAX_PAYLOAD_BYTES", int),
     "max_recovery_attempts": ("STEPLINE_MAX_RECOVERY_ATTEMPTS", int),
     "api_key": ("STEPLINE_API_KEY", str),
+    "tokens_file": ("STEPLINE_TOKENS_FILE", Path),
+    "tls_cert": ("STEPLINE_TLS_CERT", Path),
+    "tls_key": ("STEPLINE_TLS_KEY", Path),
+    "tls_client_ca": ("STEPLINE_TLS_CLIENT_CA", Path),
     "retention_hours": ("STEPLINE_RETENTION_HOURS", float),
     "pool_size": ("STEPLINE_POOL_SIZE", int),
     "sweep_ms": ("STEPLINE_SWEEP_MS", int),
@@ -124,6 +138,8 @@ def _check(s: Settings) -> None:
             (s.pool_size >= 2, "pool size must be at least 2"),
             (s.retention_hours >= 0, "retention must not be negative"),
             (s.log_format in ("text", "json"), f"log format {s.log_format!r} is not text or json"),
+            ((s.tls_cert is None) == (s.tls_key is None), "--tls-cert and --tls-key go together"),
+            (s.tls_client_ca is None or s.tls_cert is not None, "--tls-client-ca needs --tls-cert"),
             (s.sweep_ms >= 50, f"sweep of {s.sweep_ms} ms is too short (at least 50)"),
         )
         if not ok

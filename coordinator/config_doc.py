@@ -32,6 +32,9 @@ CLIENT_VARIABLES = (
         "from the workflow code",
         "a worker's version (build ID), when none is given in code",
     ),
+    ("STEPLINE_TLS_CA", "none (plain gRPC)", "PEM file: the CA of a coordinator that serves TLS"),
+    ("STEPLINE_TLS_CERT", "none", "PEM file: this side's certificate chain, for mutual TLS"),
+    ("STEPLINE_TLS_KEY", "none", "PEM file: the private key of STEPLINE_TLS_CERT"),
     ("STEPLINE_TEST_DATABASE_URL", "embedded", "the PostgreSQL the test suite uses"),
     ("STEPLINE_VENV", "`.venv`", "where `./dev` keeps its virtualenv"),
 )

@@ -27,6 +27,7 @@ class Code(enum.Enum):
     ALREADY_EXISTS = enum.auto()
     FAILED_PRECONDITION = enum.auto()
     UNAUTHENTICATED = enum.auto()
+    PERMISSION_DENIED = enum.auto()
     ABORTED = enum.auto()
     UNAVAILABLE = enum.auto()
     INTERNAL = enum.auto()
@@ -56,6 +57,10 @@ class FailedPrecondition(CoordinatorError):
 
 class Unauthenticated(CoordinatorError):
     code = Code.UNAUTHENTICATED
+
+
+class PermissionDenied(CoordinatorError):
+    code = Code.PERMISSION_DENIED
 
 
 class Unavailable(CoordinatorError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from stepline.v1 import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 from coordinator import embedded_pg
-from coordinator.auth import ApiKeyInterceptor
+from coordinator.auth import TokenInterceptor, digest, load_tokens
 from coordinator.config import Settings
 from coordinator.engine import Engine
 from coordinator.limits import MAX_MESSAGE_BYTES
@@ -59,6 +60,43 @@ class Running:
             await asyncio.to_thread(self.stop_embedded)
 
 
+def _interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    tokens = load_tokens(settings.tokens_file) if settings.tokens_file is not None else []
+    if settings.api_key:
+        tokens.append(("admin", digest(settings.api_key).encode()))
+    return [TokenInterceptor(tokens)] if tokens else []
+
+
+def _tls(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca is not None else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _warn_if_exposed(settings: Settings, *, secure: bool, tokens: bool) -> None:
+    """Loudly, when anyone on the network could call it in the clear or without a token."""
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if loopback or (secure and tokens):
+        return
+    missing = " and ".join(w for w, ok in (("TLS", secure), ("tokens", tokens)) if not ok)
+    log.warning(
+        "SERVING %s:%d WITHOUT %s: anyone who can reach this address can %s. "
+        "Set --tls-cert/--tls-key and --tokens-file, or bind to 127.0.0.1.",
+        settings.host,
+        settings.port,
+        missing.upper(),
+        "read and change every workflow" if not tokens else "read the traffic",
+    )
+
+
 async def database_url(settings: Settings) -> tuple[str, Callable[[], None] | None]:
     if settings.database_url:
         return settings.database_url, None
@@ -74,7 +112,7 @@ async def start(settings: Settings) -> Running:
         log.info("applied migrations %s", applied)
     engine = Engine(db, settings)
     await engine.start()
-    interceptors = [ApiKeyInterceptor(settings.api_key)] if settings.api_key else []
+    interceptors = _interceptors(settings)
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -91,7 +129,10 @@ async def start(settings: Settings) -> Running:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(_REFLECTED, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    target = f"{settings.host}:{settings.port}"
+    credentials = _tls(settings)
+    port = server.add_secure_port(target, credentials) if credentials else server.add_insecure_port(target)
+    _warn_if_exposed(settings, secure=credentials is not None, tokens=bool(interceptors))
     await server.start()
     health_task = asyncio.create_task(_report_health(db, health_servicer))
     metrics = None

@@ -17,6 +17,7 @@ GRPC_STATUS: dict[Code, grpc.StatusCode] = {
     Code.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Code.ABORTED: grpc.StatusCode.ABORTED,
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.INTERNAL: grpc.StatusCode.INTERNAL,

@@ -25,6 +25,7 @@ from worker_sdk._models import (
 )
 from worker_sdk._operations import get_event, recv, send, set_event, sleep, sleep_until
 from worker_sdk._retry import RetryPolicy
+from worker_sdk._transport import TLS
 from worker_sdk._version import __version__
 from worker_sdk._worker import Worker
 from worker_sdk.errors import (
@@ -35,6 +36,7 @@ from worker_sdk.errors import (
     NotInWorkerError,
     NotInWorkflowError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     SerializationError,
     StepFailedError,
     SteplineError,
@@ -47,6 +49,7 @@ from worker_sdk.errors import (
 )
 
 __all__ = [
+    "TLS",
     "AuthenticationError",
     "ChildHandle",
     "Client",
@@ -58,6 +61,7 @@ __all__ = [
     "NotInWorkflowError",
     "Payload",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "RetryPolicy",
     "SerializationError",
     "Step",

@@ -19,9 +19,18 @@ from worker_sdk._models import StepInfo, WorkerInfo, WorkflowCount, WorkflowInfo
 class Client:
     """Talks to the coordinator's client-facing service. Safe to share across tasks."""
 
-    def __init__(self, address: str = "127.0.0.1:7420", *, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str = "127.0.0.1:7420",
+        *,
+        api_key: str | None = None,
+        tls: _transport.TLS | None = None,
+    ) -> None:
+        """``api_key``: the token to send (default STEPLINE_API_KEY); ``tls``: for a
+        coordinator that serves TLS (default from STEPLINE_TLS_CA/_CERT/_KEY, else plain)."""
         self.address = address
         self._api_key = _transport.api_key_or_env(api_key)
+        self._tls = tls if tls is not None else _transport.TLS.from_env()
         self._channel: grpc.aio.Channel | None = None
         self._calls_: _transport.ClientCalls | None = None
         self._starts_: Batcher[_transport.Start, tuple[WorkflowInfo, bool]] | None = None
@@ -32,7 +41,7 @@ class Client:
     def _calls(self) -> _transport.ClientCalls:
         # Created on first use, inside the running event loop.
         if self._calls_ is None:
-            self._channel = _transport.channel(self.address)
+            self._channel = _transport.channel(self.address, self._tls)
             self._calls_ = _transport.ClientCalls(self._channel, self._api_key)
         return self._calls_
 

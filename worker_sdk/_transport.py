@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import NamedTuple
 
 import grpc
@@ -50,23 +52,52 @@ def metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
 
-def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address,
-        options=[
-            # The coordinator's own limit applies (Limits.max_message_bytes); this side
-            # takes whatever it sends.
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.max_send_message_length", -1),
-            # Fast reconnects: the worker has its own backoff with jitter.
-            ("grpc.initial_reconnect_backoff_ms", 50),
-            ("grpc.min_reconnect_backoff_ms", 50),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ],
-    )
+@dataclass(frozen=True)
+class TLS:
+    """How to reach a coordinator that serves TLS: the CA that signed its certificate (None:
+    the system's roots), and for mutual TLS this side's certificate chain and key. Each is
+    PEM, given as bytes or as a file path."""
+
+    ca: bytes | str | Path | None = None
+    cert: bytes | str | Path | None = None
+    key: bytes | str | Path | None = None
+
+    @classmethod
+    def from_env(cls) -> TLS | None:
+        """From STEPLINE_TLS_CA / STEPLINE_TLS_CERT / STEPLINE_TLS_KEY (file paths); None when
+        none is set."""
+        ca, cert, key = (os.environ.get(f"STEPLINE_TLS_{n}") or None for n in ("CA", "CERT", "KEY"))
+        return cls(ca, cert, key) if ca or cert or key else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(_pem(self.ca), _pem(self.key), _pem(self.cert))
+
+
+def _pem(value: bytes | str | Path | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+_OPTIONS: list[tuple[str, int]] = [
+    # The coordinator's own limit applies (Limits.max_message_bytes); this side
+    # takes whatever it sends.
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    # Fast reconnects: the worker has its own backoff with jitter.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def channel(address: str, tls: TLS | None = None) -> grpc.aio.Channel:
+    if tls is not None:
+        return grpc.aio.secure_channel(address, tls.credentials(), options=_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=_OPTIONS)
 
 
 _TRANSLATION: dict[grpc.StatusCode, type[errors.SteplineError]] = {
@@ -74,6 +105,7 @@ _TRANSLATION: dict[grpc.StatusCode, type[errors.SteplineError]] = {
     grpc.StatusCode.ALREADY_EXISTS: errors.WorkflowConflictError,
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgumentError,
     grpc.StatusCode.UNAUTHENTICATED: errors.AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDeniedError,
     grpc.StatusCode.UNAVAILABLE: errors.CoordinatorUnavailableError,
 }
 

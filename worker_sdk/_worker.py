@@ -58,6 +58,7 @@ class Worker:
         shutdown_grace: float = 10.0,
         suspend_after: float | None = 5.0,
         version: str | None = None,
+        tls: _transport.TLS | None = None,
     ) -> None:
         self._definitions: dict[str, WorkflowDefinition] = {}
         for w in workflows:
@@ -87,6 +88,7 @@ class Worker:
             else os.environ.get("STEPLINE_WORKER_VERSION") or derive_version(self._definitions.values())
         )
         self._api_key = _transport.api_key_or_env(api_key)
+        self._tls = tls if tls is not None else _transport.TLS.from_env()
         self._connect_timeout = connect_timeout
         self.shutdown_grace = shutdown_grace
         self._dispatch = Dispatch(self, self._definitions, capacity, suspend_after)
@@ -126,7 +128,7 @@ class Worker:
     async def start(self) -> None:
         """Connects and registers; raises if the coordinator refuses or cannot be reached."""
         self._uninstall = install_task_factory(asyncio.get_running_loop())
-        self._channel = _transport.channel(self.address)
+        self._channel = _transport.channel(self.address, self._tls)
         self._calls = _transport.ClientCalls(self._channel, self._api_key)
         self._session = Session(
             self._channel,

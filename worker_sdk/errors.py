@@ -13,6 +13,7 @@
     ├── WorkflowConflictError      the ID belongs to a workflow of another name (ALREADY_EXISTS)
     ├── InvalidArgumentError       the coordinator refused a malformed request  (INVALID_ARGUMENT)
     ├── AuthenticationError        missing or wrong API key                     (UNAUTHENTICATED)
+    ├── PermissionDeniedError      the token's role may not make that call      (PERMISSION_DENIED)
     ├── CoordinatorUnavailableError the coordinator or its database cannot be reached (UNAVAILABLE)
     └── NotInWorkerError           a workflow was called directly with no Worker running
 
@@ -113,6 +114,10 @@ class InvalidArgumentError(SteplineError):
 
 class AuthenticationError(SteplineError):
     """The coordinator requires an API key, and the one sent is missing or wrong."""
+
+
+class PermissionDeniedError(SteplineError):
+    """The coordinator knows the token, but its role may not make this call."""
 
 
 class CoordinatorUnavailableError(SteplineError):
