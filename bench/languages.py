@@ -143,7 +143,7 @@ def prepare(names: list[str], *, explicit: bool) -> tuple[list[WorkerLanguage], 
             language.build()
         except Unavailable as exc:
             if explicit:
-                raise
+                raise Unavailable(f"{language.label} worker (--languages {name}): {exc}") from exc
             log.warning("%s worker left out: %s", language.label, exc)
             skipped.append(f"{language.label} worker not run: {str(exc).splitlines()[0]}")
         else:

@@ -114,13 +114,15 @@ class Stepline:
         count = len(self.workers)
         while self.workers:
             await self.workers.pop().stop()
-        worker = await self._spawn_worker({}, language)
-        self.workers.append(worker)
         try:
-            yield worker
+            worker = await self._spawn_worker({}, language)
+            self.workers.append(worker)
+            try:
+                yield worker
+            finally:
+                self.workers.remove(worker)
+                await worker.stop()
         finally:
-            self.workers.remove(worker)
-            await worker.stop()
             await self._keep_workers(count)
 
     @contextlib.asynccontextmanager
