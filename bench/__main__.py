@@ -11,6 +11,9 @@
     python -m bench --profile       # also py-spy the coordinator and worker during (b) runs
     python -m bench --dbos-threads 32   # bound DBOS's thread pool (default: unbounded)
     python -m bench --database-url postgresql://...   # instead of an embedded PostgreSQL
+    python -m bench --languages python  # (a) and (b) with the Python worker only (default:
+                                    # also with every other worker language that builds here,
+                                    # e.g. TypeScript: bench/languages.py)
 
 Logs of every process, the marks files and profiles go to bench/out/run-<time>/.
 """
@@ -35,7 +38,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import dbos_side, machine, profiling, report
+from bench import dbos_side, languages, machine, profiling, report
 from bench.postgres import Postgres
 from bench.processes import ROOT
 from bench.stepline_side import Stepline
@@ -68,7 +71,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL to use (default: embedded)")
     parser.add_argument("--results", type=Path, default=None, help="where to write the results (markdown)")
+    parser.add_argument(
+        "--languages",
+        default=None,
+        help=f"worker languages to run (a) and (b) with on Stepline, of {','.join(languages.LANGUAGES)}; "
+        "Python always runs (default: every one whose worker builds here)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.languages, args.languages_explicit = languages.parse(args.languages)
+    except ValueError as exc:
+        parser.error(str(exc))
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     unknown = only - set(ORDER)
     if unknown:
@@ -109,6 +122,15 @@ async def run(args: argparse.Namespace) -> int:
     if args.skip_stepline:
         results.details.append("Stepline was not run (--skip-stepline).")
 
+    worker_languages: list[languages.WorkerLanguage] = []
+    if not args.skip_stepline and args.only & {"a", "b"}:
+        try:
+            worker_languages, left_out = languages.prepare(args.languages, explicit=args.languages_explicit)
+        except languages.Unavailable as exc:
+            log.error("%s", exc)
+            return 2
+        results.details += left_out
+
     pg = await Postgres.start(args.database_url)
     systems: list[System] = []
     stepline: Stepline | None = None
@@ -121,7 +143,7 @@ async def run(args: argparse.Namespace) -> int:
         if not args.skip_stepline:
             stepline = await Stepline.start(pg, out_dir)
             systems.append(stepline)
-        bench = Bench(systems, sizes, pg, out_dir, results)
+        bench = Bench(systems, sizes, pg, out_dir, results, worker_languages)
         if args.profile and stepline is not None:
             bench.profile = functools.partial(
                 _profile, stepline, sizes.throughput_workflows, sizes.throughput_steps, out_dir, results

@@ -1,4 +1,5 @@
-"""Child processes of the harness: started as ``python -m module``, ready on a stdout line.
+"""Child processes of the harness: started as ``python -m module`` (or any command, e.g. a
+worker in another language), ready on a stdout line.
 
 Every child's stderr goes to a log file in the run's output directory; its stdout stays a
 pipe so that the harness can read the ready line (and, for the DBOS app, its answers).
@@ -72,6 +73,30 @@ async def spawn(
     timeout: float = 60.0,
 ) -> tuple[Child, str]:
     """Starts ``python -m module args...``; returns it and its first stdout line containing ``ready``."""
+    return await spawn_command(
+        [sys.executable, "-m", module, *args],
+        name=name,
+        log=log,
+        ready=ready,
+        env=env,
+        stdin=stdin,
+        timeout=timeout,
+    )
+
+
+async def spawn_command(
+    argv: list[str],
+    *,
+    name: str,
+    log: Path,
+    ready: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    stdin: bool = False,
+    timeout: float = 60.0,
+) -> tuple[Child, str]:
+    """Starts ``argv`` (any program) in ``cwd``; returns it and its first stdout line
+    containing ``ready``."""
     full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -81,11 +106,8 @@ async def spawn(
     }
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
-            cwd=ROOT,
+            *argv,
+            cwd=cwd,
             env=full_env,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

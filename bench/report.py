@@ -145,6 +145,16 @@ driven by the harness over stdin. Both with their default settings.
   last result (Stepline: `handle.result()` in the harness; DBOS: `handle.get_result()`).
   Repeated (DBOS 3 times; Stepline, whose run takes a second, 9 times); the median run is
   reported. PostgreSQL is first left to go idle (no autovacuum, no query) and checkpointed.
+- **(a), (b) — TypeScript worker** The same two workloads on the same coordinator and
+  database, right after the Python worker's runs, with the Python worker stopped and a
+  TypeScript worker (`sdks/typescript/bench/worker.ts` on Node.js, the TypeScript SDK's
+  `Worker`) in its place, serving `bench.sequential` and `bench.chain` with the same
+  bodies around the same no-op step `noop` (step calls timed with `performance.now()`).
+  Same warm-up and repeats; CPU per step for the coordinator and the worker. DBOS is run
+  in Python only, so these rows have no DBOS figure and no ratio. The languages run one
+  after another, not interleaved: a change of load on the machine between them falls on
+  one side only. `--languages python` leaves these rows out; the worker languages are
+  listed in `bench/languages.py`.
 - **(c)** One workflow gathering 100 steps with `asyncio.gather`, timed inside the
   workflow; median of several runs.
 - **(d)** A workflow records one step and blocks in the second. The harness notes

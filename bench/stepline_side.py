@@ -4,7 +4,9 @@ Workflows are started from this (the driver) process through ``Client.start_work
 and run in ``bench.stepline_worker`` processes. One worker serves everything; the
 recovery workloads run a second one so that it can take over from the one killed. The
 durable-wait workloads (g), (h), (i) run their workflows (``bench.stepline_waits``) in a
-worker of their own, started with the ``suspend_after`` each case needs.
+worker of their own, started with the ``suspend_after`` each case needs. For (a) and (b)
+in another worker language (``bench/languages.py``), ``serving`` puts that language's
+worker in the Python one's place for a while.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import asyncpg
 
 from bench import fill, resources
+from bench.languages import LANGUAGES, PYTHON, WorkerLanguage
 from bench.postgres import Postgres
-from bench.processes import Child, spawn
+from bench.processes import Child, spawn, spawn_command
 from bench.resources import PidSource
 from bench.system import MarksWatch, Recovery, recovery_from_marks, wait_for_mark
 from worker_sdk import Client, WorkflowHandle, WorkflowStatus
@@ -91,17 +94,36 @@ class Stepline:
         self.workers.append(worker)
         return worker
 
-    async def _spawn_worker(self, env: dict[str, str]) -> Child:
+    async def _spawn_worker(self, env: dict[str, str], language: WorkerLanguage = LANGUAGES[PYTHON]) -> Child:
         self._started += 1
-        worker, _ = await spawn(
-            "bench.stepline_worker",
-            [],
-            name=f"worker-{self._started}",
-            log=self.out_dir / f"{self.name}-worker-{self._started}.log",
+        suffix = "" if language.name == PYTHON else f"-{language.name}"
+        worker, _ = await spawn_command(
+            language.command(),
+            name=f"worker-{self._started}{suffix}",
+            log=self.out_dir / f"{self.name}-worker-{self._started}{suffix}.log",
             ready="worker ready",
+            cwd=language.cwd,
             env={"STEPLINE_ADDRESS": self.address, "BENCH_CAPACITY": str(WORKER_CAPACITY), **env},
         )
         return worker
+
+    @contextlib.asynccontextmanager
+    async def serving(self, language: WorkerLanguage) -> AsyncIterator[Child]:
+        """A worker of ``language`` in the Python workers' place (they are stopped first, so
+        that it runs every workflow started meanwhile); then the Python workers are back."""
+        count = len(self.workers)
+        while self.workers:
+            await self.workers.pop().stop()
+        try:
+            worker = await self._spawn_worker({}, language)
+            self.workers.append(worker)
+            try:
+                yield worker
+            finally:
+                self.workers.remove(worker)
+                await worker.stop()
+        finally:
+            await self._keep_workers(count)
 
     @contextlib.asynccontextmanager
     async def _waits(self, suspend_after: float) -> AsyncIterator[Child]:

@@ -1,5 +1,7 @@
 """The workloads (a)-(f), memory and CPU, each run on every system present, DBOS first;
-the durable-wait workloads (g), (h), (i) are in ``bench/waits.py``.
+the durable-wait workloads (g), (h), (i) are in ``bench/waits.py``. (a) and (b) run on
+Stepline once more for each worker language besides Python (``bench/languages.py``),
+reported in rows of their own ("... — TypeScript worker").
 
 Each workload turns what the systems measured into rows of the results table and lines
 of details. Sizes come in two presets: the full benchmark and ``--quick`` (for CI).
@@ -10,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.languages import LANGUAGES, PYTHON, WorkerLanguage
 from bench.machine import load_average
 from bench.postgres import Postgres
 from bench.report import Results, Target, count, number
@@ -122,9 +126,17 @@ def _this_process() -> list[int]:
 
 class Bench(WaitWorkloads):
     def __init__(
-        self, systems: list[System], sizes: Sizes, pg: Postgres, out_dir: Path, results: Results
+        self,
+        systems: list[System],
+        sizes: Sizes,
+        pg: Postgres,
+        out_dir: Path,
+        results: Results,
+        languages: Sequence[WorkerLanguage] = (),
     ) -> None:
         self.systems = systems
+        # Worker languages besides Python that (a) and (b) also run with, on Stepline.
+        self.languages = [lang for lang in languages if lang.name != PYTHON]
         self.sizes = sizes
         self.pg = pg
         self.out_dir = out_dir
@@ -174,23 +186,47 @@ class Bench(WaitWorkloads):
     def _detail(self, system: System, text: str) -> None:
         self.results.details.append(f"{system.label}: {text}")
 
+    def _set_in(
+        self, language: WorkerLanguage, system: System, workload: str, unit: str, value: float, **kw: Any
+    ) -> None:
+        """``_set`` for a figure measured with ``language``'s worker: another row unless Python."""
+        self._set(system, language.row(workload), unit, value, **kw)
+        if language.name != PYTHON and any(other.label == "DBOS" for other in self.systems):
+            # DBOS runs its workflows in Python here: its figure is in the Python worker's row.
+            row = self.results.row(language.row(workload), unit, lower_is_better=True)
+            row.dbos_note = f"not run in {language.label}"
+
+    def _detail_in(self, language: WorkerLanguage, system: System, text: str) -> None:
+        who = system.label if language.name == PYTHON else f"{system.label}, {language.label} worker"
+        self.results.details.append(f"{who}: {text}")
+
     # --- (a) sequential steps -------------------------------------------------------------
 
     async def workload_a(self) -> None:
-        s = self.sizes
         for system in self.systems:
-            await self.pg.settle()
-            await system.sequential(s.warmup_runs, s.sequential_steps)
-            durations = [d * 1000 for d in await system.sequential(s.sequential_runs, s.sequential_steps)]
-            label = f"(a) step in a {s.sequential_steps}-step workflow"
-            self._set(system, f"{label}, median", "ms", median(durations), target=Target("<=", 0.7, "ms"))
-            self._set(system, f"{label}, p99", "ms", percentile(durations, 99))
-            self._detail(
-                system,
-                f"(a) {len(durations)} step calls in {s.sequential_runs} workflows: "
-                f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
-                f"max {number(max(durations))} ms",
-            )
+            await self._sequential(system, LANGUAGES[PYTHON])
+            if isinstance(system, Stepline):
+                for language in self.languages:
+                    async with system.serving(language):
+                        await self._sequential(system, language)
+
+    async def _sequential(self, system: System, language: WorkerLanguage) -> None:
+        s = self.sizes
+        await self.pg.settle()
+        await system.sequential(s.warmup_runs, s.sequential_steps)
+        durations = [d * 1000 for d in await system.sequential(s.sequential_runs, s.sequential_steps)]
+        label = f"(a) step in a {s.sequential_steps}-step workflow"
+        self._set_in(
+            language, system, f"{label}, median", "ms", median(durations), target=Target("<=", 0.7, "ms")
+        )
+        self._set_in(language, system, f"{label}, p99", "ms", percentile(durations, 99))
+        self._detail_in(
+            language,
+            system,
+            f"(a) {len(durations)} step calls in {s.sequential_runs} workflows: "
+            f"min {number(min(durations))} ms, mean {number(sum(durations) / len(durations))} ms, "
+            f"max {number(max(durations))} ms",
+        )
 
     # --- (j) child workflows -----------------------------------------------------------------
 
@@ -233,51 +269,62 @@ class Bench(WaitWorkloads):
         factor = 1 if system.label == "DBOS" else self.sizes.quick_system_factor
         return self.sizes.throughput_repeats * factor
 
-    async def _throughput(self, system: System, what: str) -> float:
+    async def _throughput(self, system: System, what: str, language: WorkerLanguage) -> float:
         """Median steps/s over the repeats of (b)."""
         s = self.sizes
         rates = []
         for _ in range(self._repeats(system)):
             seconds = await system.throughput(s.throughput_workflows, s.throughput_steps)
             rates.append(s.throughput_workflows * s.throughput_steps / seconds)
-        self._detail(system, f"{what}: steps/s per repeat: {', '.join(number(r) for r in rates)}")
+        per_repeat = ", ".join(number(r) for r in rates)
+        self._detail_in(language, system, f"{what}: steps/s per repeat: {per_repeat}")
         return median(rates)
 
     async def workload_b(self) -> None:
+        for system in self.systems:
+            await self._chains(system, LANGUAGES[PYTHON])
+            if isinstance(system, Stepline):
+                for language in self.languages:
+                    async with system.serving(language):
+                        await self._chains(system, language)
+
+    async def _chains(self, system: System, language: WorkerLanguage) -> None:
         s = self.sizes
         steps = s.throughput_workflows * s.throughput_steps
-        for system in self.systems:
-            waited = await self.pg.settle()
-            self._detail(system, f"(b): waited {waited:.1f} s for PostgreSQL to be idle first")
-            await system.throughput(min(50, s.throughput_workflows), s.throughput_steps)  # warm-up
-            meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids, "harness": _this_process})
-            meter.start()
-            rate = await self._throughput(system, "(b)")
-            used = meter.stop()
-            label = f"(b) {s.throughput_workflows} workflows x {s.throughput_steps} steps at once"
-            self._set(
-                system,
-                f"{label}: steps/s",
-                "steps/s",
-                rate,
-                lower_is_better=False,
-                target=Target(">=", 20_000, "steps/s"),
-            )
-            self._set(
-                system, f"{label}: workflows/s", "wf/s", rate / s.throughput_steps, lower_is_better=False
-            )
-            total = steps * self._repeats(system)
-            for role, what in (
-                ("coordinator", "coordinator"),
-                ("worker", "worker (DBOS: the app process)"),
-                ("postgres", "PostgreSQL server"),
-                ("harness", "harness (Stepline: the Client's starts and awaits)"),
-            ):
-                row = f"CPU per 1,000 steps in (b): {what}"
-                if role in used:
-                    self._set(system, row, "CPU s", used[role] / total * 1000)
-                else:
-                    self.results.row(row, "CPU s", lower_is_better=True).dbos_note = "n/a (no coordinator)"
+        waited = await self.pg.settle()
+        self._detail_in(language, system, f"(b): waited {waited:.1f} s for PostgreSQL to be idle first")
+        await system.throughput(min(50, s.throughput_workflows), s.throughput_steps)  # warm-up
+        meter = CpuMeter({**system.cpu_groups(), "postgres": self.pg.pids, "harness": _this_process})
+        meter.start()
+        rate = await self._throughput(system, "(b)", language)
+        used = meter.stop()
+        label = f"(b) {s.throughput_workflows} workflows x {s.throughput_steps} steps at once"
+        self._set_in(
+            language,
+            system,
+            f"{label}: steps/s",
+            "steps/s",
+            rate,
+            lower_is_better=False,
+            target=Target(">=", 20_000, "steps/s"),
+        )
+        workflows = rate / s.throughput_steps
+        self._set_in(language, system, f"{label}: workflows/s", "wf/s", workflows, lower_is_better=False)
+        total = steps * self._repeats(system)
+        roles: tuple[tuple[str, str], ...] = (
+            ("coordinator", "coordinator"),
+            ("worker", "worker (DBOS: the app process)"),
+            ("postgres", "PostgreSQL server"),
+            ("harness", "harness (Stepline: the Client's starts and awaits)"),
+        )
+        if language.name != PYTHON:  # the rest is the same PostgreSQL and the same Python Client
+            roles = (("coordinator", "coordinator"), ("worker", "worker"))
+        for role, what in roles:
+            row = f"CPU per 1,000 steps in (b): {what}"
+            if role in used:
+                self._set_in(language, system, row, "CPU s", used[role] / total * 1000)
+            else:
+                self.results.row(row, "CPU s", lower_is_better=True).dbos_note = "n/a (no coordinator)"
 
     # --- (c) gathered steps -------------------------------------------------------------
 
