@@ -294,4 +294,3 @@ func outcome(info WorkflowInfo, out any) error {
 	}
 	return &WorkflowFailedError{WorkflowID: info.ID, Status: info.Status, Err: recorded}
 }
-
