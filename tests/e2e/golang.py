@@ -22,8 +22,10 @@ def build(out: Path) -> Path:
     if go is None:
         raise RuntimeError("the Go SDK's tests need the go command (Go 1.26) on PATH")
     out.mkdir(parents=True, exist_ok=True)
+    # STEPLINE_GO_RACE=1 builds with the race detector (reports go to the workers' logs).
+    race = ["-race"] if os.environ.get("STEPLINE_GO_RACE") == "1" else []
     result = subprocess.run(
-        [go, "build", "-o", f"{out}{os.sep}", "./internal/testprograms/..."],
+        [go, "build", *race, "-o", f"{out}{os.sep}", "./internal/testprograms/..."],
         cwd=GO_MODULE,
         capture_output=True,
         text=True,

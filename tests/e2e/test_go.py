@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import WorkerFactory
+from tests.e2e.conftest import ClusterFactory, WorkerFactory
 from tests.e2e.golang import build, run_go_client, start_go_worker
 from tests.e2e.processes import Process, eventually, read_effects
 from worker_sdk import (
@@ -254,3 +254,28 @@ async def test_a_step_called_from_a_goroutine_without_a_scope_fails_the_workflow
         await handle.result(timeout=30)
     assert failure.value.error_type == "stepline.ScopeError"
     assert await client.list_steps("m") == []
+
+
+async def test_a_go_worker_reconnects_to_a_restarted_coordinator_and_finishes_what_it_holds(
+    cluster: ClusterFactory, tmp_path: Path, go_binaries: Path, effects_file: Path
+) -> None:
+    c = await cluster(lease_ms="2000")
+    env = {
+        "SIDE_EFFECTS": str(effects_file),
+        "WORKER_NAME": "go",
+        "SUSPEND_AFTER": "never",
+        "STEP_DELAY": "0.3",
+    }
+    go = await start_go_worker(go_binaries, c.address, tmp_path / "go.log", **env)
+    try:
+        handle = await c.client.start_workflow("go.sequence", 6, workflow_id="rc")
+        await eventually(lambda: _at_least(c.client, "rc", 2), what="two steps done")
+        await c.kill_coordinator()
+        await c.start_coordinator()
+        assert await handle.result(timeout=30) == [f"s{i}-done" for i in range(6)]
+        counts = ran(effects_file, "rc")
+        assert set(counts) == {str(i + 1) for i in range(6)}
+        assert sum(n - 1 for n in counts.values()) <= 1
+        assert {s.worker_id for s in await c.client.list_steps("rc")} == {go.worker_id}
+    finally:
+        await go.kill()
