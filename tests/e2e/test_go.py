@@ -279,3 +279,13 @@ async def test_a_go_worker_reconnects_to_a_restarted_coordinator_and_finishes_wh
         assert {s.worker_id for s in await c.client.list_steps("rc")} == {go.worker_id}
     finally:
         await go.kill()
+
+
+def test_the_go_unit_tests_pass() -> None:
+    """The SDK's own `go test ./...` (step IDs, retry policy, conversions), run by `./dev test` too."""
+    import subprocess
+
+    from tests.e2e.golang import GO_MODULE
+
+    done = subprocess.run(["go", "test", "./..."], cwd=GO_MODULE, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

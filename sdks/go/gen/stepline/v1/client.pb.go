@@ -31,6 +31,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What CountWorkflows groups by.
+type WorkflowField int32
+
+const (
+	WorkflowField_WORKFLOW_FIELD_UNSPECIFIED WorkflowField = 0
+	WorkflowField_WORKFLOW_FIELD_NAME        WorkflowField = 1
+	WorkflowField_WORKFLOW_FIELD_VERSION     WorkflowField = 2
+	WorkflowField_WORKFLOW_FIELD_STATUS      WorkflowField = 3
+)
+
+// Enum value maps for WorkflowField.
+var (
+	WorkflowField_name = map[int32]string{
+		0: "WORKFLOW_FIELD_UNSPECIFIED",
+		1: "WORKFLOW_FIELD_NAME",
+		2: "WORKFLOW_FIELD_VERSION",
+		3: "WORKFLOW_FIELD_STATUS",
+	}
+	WorkflowField_value = map[string]int32{
+		"WORKFLOW_FIELD_UNSPECIFIED": 0,
+		"WORKFLOW_FIELD_NAME":        1,
+		"WORKFLOW_FIELD_VERSION":     2,
+		"WORKFLOW_FIELD_STATUS":      3,
+	}
+)
+
+func (x WorkflowField) Enum() *WorkflowField {
+	p := new(WorkflowField)
+	*p = x
+	return p
+}
+
+func (x WorkflowField) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkflowField) Descriptor() protoreflect.EnumDescriptor {
+	return file_stepline_v1_client_proto_enumTypes[0].Descriptor()
+}
+
+func (WorkflowField) Type() protoreflect.EnumType {
+	return &file_stepline_v1_client_proto_enumTypes[0]
+}
+
+func (x WorkflowField) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkflowField.Descriptor instead.
+func (WorkflowField) EnumDescriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{0}
+}
+
 // Asks to start one workflow. Identifiers (names and IDs here and everywhere in this
 // package) are 1 to 255 printable characters; others are INVALID_ARGUMENT.
 type StartWorkflowRequest struct {
@@ -41,7 +94,8 @@ type StartWorkflowRequest struct {
 	// The ID to give the workflow. Empty means the coordinator generates a time-ordered UUID
 	// (version 7), so IDs it makes up sort by creation time.
 	WorkflowId string `protobuf:"bytes,2,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
-	// The input. The Python SDK encodes {"args": [...], "kwargs": {...}} as JSON.
+	// The input: by convention (every SDK's, so that languages can start each other's
+	// workflows) the JSON object {"args": [...], "kwargs": {...}}; see docs/protocol.md.
 	Input *Payload `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
 	// The workflow times out this long after it is recorded: the coordinator then ends it
 	// TIMED_OUT, whether or not a worker runs it. Unset: no timeout.
@@ -327,7 +381,7 @@ type AwaitWorkflowResponse struct {
 	// The workflow, with its input and output.
 	Workflow *WorkflowInfo `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	// True when the workflow is in a final status (SUCCEEDED, FAILED, CANCELLED,
-	// MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT).
+	// MAX_RECOVERY_ATTEMPTS_EXCEEDED, TIMED_OUT), or PAUSED (stopped until resumed).
 	Done          bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -394,6 +448,8 @@ type ListWorkflowsRequest struct {
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Newest first instead of oldest first.
 	Descending bool `protobuf:"varint,7,opt,name=descending,proto3" json:"descending,omitempty"`
+	// Only workflows recorded under this version (WorkflowInfo.version); unset means any.
+	Version *string `protobuf:"bytes,9,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	// Fill in input and output payloads (omitted by default to keep pages small).
 	IncludePayloads bool `protobuf:"varint,8,opt,name=include_payloads,json=includePayloads,proto3" json:"include_payloads,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -477,6 +533,13 @@ func (x *ListWorkflowsRequest) GetDescending() bool {
 		return x.Descending
 	}
 	return false
+}
+
+func (x *ListWorkflowsRequest) GetVersion() string {
+	if x != nil && x.Version != nil {
+		return *x.Version
+	}
+	return ""
 }
 
 func (x *ListWorkflowsRequest) GetIncludePayloads() bool {
@@ -1258,7 +1321,10 @@ func (x *CancelWorkflowResponse) GetCancelled() []string {
 type ResumeWorkflowRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The workflow to resume.
-	WorkflowId    string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// Hand it only to workers of this version from now on (the fixed code); empty: to any
+	// worker serving its name; unset: keep the version it recorded.
+	Version       *string `protobuf:"bytes,2,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1362,13 @@ func (*ResumeWorkflowRequest) Descriptor() ([]byte, []int) {
 func (x *ResumeWorkflowRequest) GetWorkflowId() string {
 	if x != nil {
 		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *ResumeWorkflowRequest) GetVersion() string {
+	if x != nil && x.Version != nil {
+		return *x.Version
 	}
 	return ""
 }
@@ -1357,6 +1430,9 @@ type ForkWorkflowRequest struct {
 	FromStep string `protobuf:"bytes,2,opt,name=from_step,json=fromStep,proto3" json:"from_step,omitempty"`
 	// The new run's ID; empty: "<workflow_id>-fork-<random>".
 	NewWorkflowId string `protobuf:"bytes,3,opt,name=new_workflow_id,json=newWorkflowId,proto3" json:"new_workflow_id,omitempty"`
+	// Hand the new run only to workers of this version; unset or empty: to the first
+	// worker that serves its name, whose version it records.
+	Version       *string `protobuf:"bytes,4,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1408,6 +1484,13 @@ func (x *ForkWorkflowRequest) GetFromStep() string {
 func (x *ForkWorkflowRequest) GetNewWorkflowId() string {
 	if x != nil {
 		return x.NewWorkflowId
+	}
+	return ""
+}
+
+func (x *ForkWorkflowRequest) GetVersion() string {
+	if x != nil && x.Version != nil {
+		return *x.Version
 	}
 	return ""
 }
@@ -1578,6 +1661,408 @@ func (x *GetEventResponse) GetValue() *Payload {
 	return nil
 }
 
+// Asks how many workflows there are, grouped.
+type CountWorkflowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fields to group by (each at most once); empty counts all matching workflows as
+	// one group.
+	GroupBy []WorkflowField `protobuf:"varint,1,rep,packed,name=group_by,json=groupBy,proto3,enum=stepline.v1.WorkflowField" json:"group_by,omitempty"`
+	// Only workflows in one of these statuses; empty means the open ones: ENQUEUED, RUNNING
+	// and PAUSED (a paused run waits to be resumed on its version or forked).
+	Statuses []WorkflowStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=stepline.v1.WorkflowStatus" json:"statuses,omitempty"`
+	// Only workflows with this name; empty means any.
+	WorkflowName  string `protobuf:"bytes,3,opt,name=workflow_name,json=workflowName,proto3" json:"workflow_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountWorkflowsRequest) Reset() {
+	*x = CountWorkflowsRequest{}
+	mi := &file_stepline_v1_client_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountWorkflowsRequest) ProtoMessage() {}
+
+func (x *CountWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*CountWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CountWorkflowsRequest) GetGroupBy() []WorkflowField {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
+func (x *CountWorkflowsRequest) GetStatuses() []WorkflowStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *CountWorkflowsRequest) GetWorkflowName() string {
+	if x != nil {
+		return x.WorkflowName
+	}
+	return ""
+}
+
+// One group of CountWorkflows: the grouped fields are set, the others are not.
+type WorkflowCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's workflow name (when grouped by name).
+	WorkflowName string `protobuf:"bytes,1,opt,name=workflow_name,json=workflowName,proto3" json:"workflow_name,omitempty"`
+	// The group's version (when grouped by version); unset within the group of workflows
+	// that no version pins (none has taken them yet, or only unversioned workers).
+	Version *string `protobuf:"bytes,2,opt,name=version,proto3,oneof" json:"version,omitempty"`
+	// The group's status (when grouped by status).
+	Status WorkflowStatus `protobuf:"varint,3,opt,name=status,proto3,enum=stepline.v1.WorkflowStatus" json:"status,omitempty"`
+	// How many workflows the group has.
+	Count         uint64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowCount) Reset() {
+	*x = WorkflowCount{}
+	mi := &file_stepline_v1_client_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowCount) ProtoMessage() {}
+
+func (x *WorkflowCount) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowCount.ProtoReflect.Descriptor instead.
+func (*WorkflowCount) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WorkflowCount) GetWorkflowName() string {
+	if x != nil {
+		return x.WorkflowName
+	}
+	return ""
+}
+
+func (x *WorkflowCount) GetVersion() string {
+	if x != nil && x.Version != nil {
+		return *x.Version
+	}
+	return ""
+}
+
+func (x *WorkflowCount) GetStatus() WorkflowStatus {
+	if x != nil {
+		return x.Status
+	}
+	return WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+}
+
+func (x *WorkflowCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// The answer to CountWorkflows: its groups, largest first.
+type CountWorkflowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        []*WorkflowCount       `protobuf:"bytes,1,rep,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountWorkflowsResponse) Reset() {
+	*x = CountWorkflowsResponse{}
+	mi := &file_stepline_v1_client_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountWorkflowsResponse) ProtoMessage() {}
+
+func (x *CountWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*CountWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CountWorkflowsResponse) GetCounts() []*WorkflowCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// Asks for the connected workers.
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_stepline_v1_client_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{30}
+}
+
+// One connected worker, as its Register said and as the coordinators see it.
+type WorkerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its Register.worker_id.
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The coordinator its stream is connected to (each coordinator's ID is random per run).
+	CoordinatorId string `protobuf:"bytes,2,opt,name=coordinator_id,json=coordinatorId,proto3" json:"coordinator_id,omitempty"`
+	// Whether that is the coordinator that answered this call (then `heartbeat_age` is exact).
+	Local bool `protobuf:"varint,3,opt,name=local,proto3" json:"local,omitempty"`
+	// Register.language, .sdk_version, .version (its build ID), .capacity.
+	Language   string `protobuf:"bytes,4,opt,name=language,proto3" json:"language,omitempty"`
+	SdkVersion string `protobuf:"bytes,5,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	Version    string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Capacity   uint32 `protobuf:"varint,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// The workflow names it serves, sorted.
+	WorkflowNames []string `protobuf:"bytes,8,rep,name=workflow_names,json=workflowNames,proto3" json:"workflow_names,omitempty"`
+	// How many workflows it runs now (waiting ones included until they are suspended).
+	InFlight uint32 `protobuf:"varint,9,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// When its session opened.
+	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// How long since it was last heard from: exact for a local worker; for a worker of
+	// another coordinator, since that coordinator last renewed its lease in PostgreSQL (a
+	// few times per lease).
+	HeartbeatAge  *durationpb.Duration `protobuf:"bytes,11,opt,name=heartbeat_age,json=heartbeatAge,proto3" json:"heartbeat_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_stepline_v1_client_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WorkerInfo) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetCoordinatorId() string {
+	if x != nil {
+		return x.CoordinatorId
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetCapacity() uint32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetWorkflowNames() []string {
+	if x != nil {
+		return x.WorkflowNames
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetInFlight() uint32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetHeartbeatAge() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatAge
+	}
+	return nil
+}
+
+// The answer to ListWorkers, by worker ID.
+type ListWorkersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_stepline_v1_client_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stepline_v1_client_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_stepline_v1_client_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 var File_stepline_v1_client_proto protoreflect.FileDescriptor
 
 const file_stepline_v1_client_proto_rawDesc = "" +
@@ -1605,7 +2090,7 @@ const file_stepline_v1_client_proto_rawDesc = "" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\"b\n" +
 	"\x15AwaitWorkflowResponse\x125\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\x12\x12\n" +
-	"\x04done\x18\x02 \x01(\bR\x04done\"\xff\x02\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\"\xaa\x03\n" +
 	"\x14ListWorkflowsRequest\x12#\n" +
 	"\rworkflow_name\x18\x01 \x01(\tR\fworkflowName\x127\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x1b.stepline.v1.WorkflowStatusR\bstatuses\x12?\n" +
@@ -1616,8 +2101,11 @@ const file_stepline_v1_client_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1e\n" +
 	"\n" +
 	"descending\x18\a \x01(\bR\n" +
-	"descending\x12)\n" +
-	"\x10include_payloads\x18\b \x01(\bR\x0fincludePayloads\"x\n" +
+	"descending\x12\x1d\n" +
+	"\aversion\x18\t \x01(\tH\x00R\aversion\x88\x01\x01\x12)\n" +
+	"\x10include_payloads\x18\b \x01(\bR\x0fincludePayloadsB\n" +
+	"\n" +
+	"\b_version\"x\n" +
 	"\x15ListWorkflowsResponse\x127\n" +
 	"\tworkflows\x18\x01 \x03(\v2\x19.stepline.v1.WorkflowInfoR\tworkflows\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n" +
@@ -1660,17 +2148,23 @@ const file_stepline_v1_client_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"m\n" +
 	"\x16CancelWorkflowResponse\x125\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\x12\x1c\n" +
-	"\tcancelled\x18\x02 \x03(\tR\tcancelled\"8\n" +
+	"\tcancelled\x18\x02 \x03(\tR\tcancelled\"c\n" +
 	"\x15ResumeWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
-	"workflowId\"O\n" +
+	"workflowId\x12\x1d\n" +
+	"\aversion\x18\x02 \x01(\tH\x00R\aversion\x88\x01\x01B\n" +
+	"\n" +
+	"\b_version\"O\n" +
 	"\x16ResumeWorkflowResponse\x125\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\"{\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\"\xa6\x01\n" +
 	"\x13ForkWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x1b\n" +
 	"\tfrom_step\x18\x02 \x01(\tR\bfromStep\x12&\n" +
-	"\x0fnew_workflow_id\x18\x03 \x01(\tR\rnewWorkflowId\"M\n" +
+	"\x0fnew_workflow_id\x18\x03 \x01(\tR\rnewWorkflowId\x12\x1d\n" +
+	"\aversion\x18\x04 \x01(\tH\x00R\aversion\x88\x01\x01B\n" +
+	"\n" +
+	"\b_version\"M\n" +
 	"\x14ForkWorkflowResponse\x125\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\"c\n" +
 	"\x0fGetEventRequest\x12\x1f\n" +
@@ -1681,7 +2175,44 @@ const file_stepline_v1_client_proto_rawDesc = "" +
 	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"T\n" +
 	"\x10GetEventResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12*\n" +
-	"\x05value\x18\x02 \x01(\v2\x14.stepline.v1.PayloadR\x05value2\xd6\b\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.stepline.v1.PayloadR\x05value\"\xac\x01\n" +
+	"\x15CountWorkflowsRequest\x125\n" +
+	"\bgroup_by\x18\x01 \x03(\x0e2\x1a.stepline.v1.WorkflowFieldR\agroupBy\x127\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x1b.stepline.v1.WorkflowStatusR\bstatuses\x12#\n" +
+	"\rworkflow_name\x18\x03 \x01(\tR\fworkflowName\"\xaa\x01\n" +
+	"\rWorkflowCount\x12#\n" +
+	"\rworkflow_name\x18\x01 \x01(\tR\fworkflowName\x12\x1d\n" +
+	"\aversion\x18\x02 \x01(\tH\x00R\aversion\x88\x01\x01\x123\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1b.stepline.v1.WorkflowStatusR\x06status\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05countB\n" +
+	"\n" +
+	"\b_version\"L\n" +
+	"\x16CountWorkflowsResponse\x122\n" +
+	"\x06counts\x18\x01 \x03(\v2\x1a.stepline.v1.WorkflowCountR\x06counts\"\x14\n" +
+	"\x12ListWorkersRequest\"\x9c\x03\n" +
+	"\n" +
+	"WorkerInfo\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12%\n" +
+	"\x0ecoordinator_id\x18\x02 \x01(\tR\rcoordinatorId\x12\x14\n" +
+	"\x05local\x18\x03 \x01(\bR\x05local\x12\x1a\n" +
+	"\blanguage\x18\x04 \x01(\tR\blanguage\x12\x1f\n" +
+	"\vsdk_version\x18\x05 \x01(\tR\n" +
+	"sdkVersion\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1a\n" +
+	"\bcapacity\x18\a \x01(\rR\bcapacity\x12%\n" +
+	"\x0eworkflow_names\x18\b \x03(\tR\rworkflowNames\x12\x1b\n" +
+	"\tin_flight\x18\t \x01(\rR\binFlight\x12=\n" +
+	"\fconnected_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12>\n" +
+	"\rheartbeat_age\x18\v \x01(\v2\x19.google.protobuf.DurationR\fheartbeatAge\"H\n" +
+	"\x13ListWorkersResponse\x121\n" +
+	"\aworkers\x18\x01 \x03(\v2\x17.stepline.v1.WorkerInfoR\aworkers*\x7f\n" +
+	"\rWorkflowField\x12\x1e\n" +
+	"\x1aWORKFLOW_FIELD_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13WORKFLOW_FIELD_NAME\x10\x01\x12\x1a\n" +
+	"\x16WORKFLOW_FIELD_VERSION\x10\x02\x12\x19\n" +
+	"\x15WORKFLOW_FIELD_STATUS\x10\x032\x83\n" +
+	"\n" +
 	"\x0fWorkflowService\x12V\n" +
 	"\rStartWorkflow\x12!.stepline.v1.StartWorkflowRequest\x1a\".stepline.v1.StartWorkflowResponse\x12P\n" +
 	"\vGetWorkflow\x12\x1f.stepline.v1.GetWorkflowRequest\x1a .stepline.v1.GetWorkflowResponse\x12V\n" +
@@ -1695,7 +2226,9 @@ const file_stepline_v1_client_proto_rawDesc = "" +
 	"\bGetEvent\x12\x1c.stepline.v1.GetEventRequest\x1a\x1d.stepline.v1.GetEventResponse\x12Y\n" +
 	"\x0eCancelWorkflow\x12\".stepline.v1.CancelWorkflowRequest\x1a#.stepline.v1.CancelWorkflowResponse\x12Y\n" +
 	"\x0eResumeWorkflow\x12\".stepline.v1.ResumeWorkflowRequest\x1a#.stepline.v1.ResumeWorkflowResponse\x12S\n" +
-	"\fForkWorkflow\x12 .stepline.v1.ForkWorkflowRequest\x1a!.stepline.v1.ForkWorkflowResponseBAZ?github.com/stepline/stepline/sdks/go/gen/stepline/v1;steplinev1b\x06proto3"
+	"\fForkWorkflow\x12 .stepline.v1.ForkWorkflowRequest\x1a!.stepline.v1.ForkWorkflowResponse\x12Y\n" +
+	"\x0eCountWorkflows\x12\".stepline.v1.CountWorkflowsRequest\x1a#.stepline.v1.CountWorkflowsResponse\x12P\n" +
+	"\vListWorkers\x12\x1f.stepline.v1.ListWorkersRequest\x1a .stepline.v1.ListWorkersResponseBAZ?github.com/stepline/stepline/sdks/go/gen/stepline/v1;steplinev1b\x06proto3"
 
 var (
 	file_stepline_v1_client_proto_rawDescOnce sync.Once
@@ -1709,98 +2242,117 @@ func file_stepline_v1_client_proto_rawDescGZIP() []byte {
 	return file_stepline_v1_client_proto_rawDescData
 }
 
-var file_stepline_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_stepline_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_stepline_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_stepline_v1_client_proto_goTypes = []any{
-	(*StartWorkflowRequest)(nil),   // 0: stepline.v1.StartWorkflowRequest
-	(*StartWorkflowResponse)(nil),  // 1: stepline.v1.StartWorkflowResponse
-	(*GetWorkflowRequest)(nil),     // 2: stepline.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),    // 3: stepline.v1.GetWorkflowResponse
-	(*AwaitWorkflowRequest)(nil),   // 4: stepline.v1.AwaitWorkflowRequest
-	(*AwaitWorkflowResponse)(nil),  // 5: stepline.v1.AwaitWorkflowResponse
-	(*ListWorkflowsRequest)(nil),   // 6: stepline.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),  // 7: stepline.v1.ListWorkflowsResponse
-	(*ListStepsRequest)(nil),       // 8: stepline.v1.ListStepsRequest
-	(*ListStepsResponse)(nil),      // 9: stepline.v1.ListStepsResponse
-	(*StartWorkflowsRequest)(nil),  // 10: stepline.v1.StartWorkflowsRequest
-	(*StartWorkflowsResponse)(nil), // 11: stepline.v1.StartWorkflowsResponse
-	(*StartWorkflowOutcome)(nil),   // 12: stepline.v1.StartWorkflowOutcome
-	(*AwaitWorkflowsRequest)(nil),  // 13: stepline.v1.AwaitWorkflowsRequest
-	(*AwaitWorkflowsResponse)(nil), // 14: stepline.v1.AwaitWorkflowsResponse
-	(*GetServerInfoRequest)(nil),   // 15: stepline.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),  // 16: stepline.v1.GetServerInfoResponse
-	(*SendRequest)(nil),            // 17: stepline.v1.SendRequest
-	(*SendResponse)(nil),           // 18: stepline.v1.SendResponse
-	(*CancelWorkflowRequest)(nil),  // 19: stepline.v1.CancelWorkflowRequest
-	(*CancelWorkflowResponse)(nil), // 20: stepline.v1.CancelWorkflowResponse
-	(*ResumeWorkflowRequest)(nil),  // 21: stepline.v1.ResumeWorkflowRequest
-	(*ResumeWorkflowResponse)(nil), // 22: stepline.v1.ResumeWorkflowResponse
-	(*ForkWorkflowRequest)(nil),    // 23: stepline.v1.ForkWorkflowRequest
-	(*ForkWorkflowResponse)(nil),   // 24: stepline.v1.ForkWorkflowResponse
-	(*GetEventRequest)(nil),        // 25: stepline.v1.GetEventRequest
-	(*GetEventResponse)(nil),       // 26: stepline.v1.GetEventResponse
-	(*Payload)(nil),                // 27: stepline.v1.Payload
-	(*durationpb.Duration)(nil),    // 28: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
-	(*WorkflowInfo)(nil),           // 30: stepline.v1.WorkflowInfo
-	(WorkflowStatus)(0),            // 31: stepline.v1.WorkflowStatus
-	(*StepInfo)(nil),               // 32: stepline.v1.StepInfo
-	(*ErrorStatus)(nil),            // 33: stepline.v1.ErrorStatus
-	(*Limits)(nil),                 // 34: stepline.v1.Limits
+	(WorkflowField)(0),             // 0: stepline.v1.WorkflowField
+	(*StartWorkflowRequest)(nil),   // 1: stepline.v1.StartWorkflowRequest
+	(*StartWorkflowResponse)(nil),  // 2: stepline.v1.StartWorkflowResponse
+	(*GetWorkflowRequest)(nil),     // 3: stepline.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),    // 4: stepline.v1.GetWorkflowResponse
+	(*AwaitWorkflowRequest)(nil),   // 5: stepline.v1.AwaitWorkflowRequest
+	(*AwaitWorkflowResponse)(nil),  // 6: stepline.v1.AwaitWorkflowResponse
+	(*ListWorkflowsRequest)(nil),   // 7: stepline.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),  // 8: stepline.v1.ListWorkflowsResponse
+	(*ListStepsRequest)(nil),       // 9: stepline.v1.ListStepsRequest
+	(*ListStepsResponse)(nil),      // 10: stepline.v1.ListStepsResponse
+	(*StartWorkflowsRequest)(nil),  // 11: stepline.v1.StartWorkflowsRequest
+	(*StartWorkflowsResponse)(nil), // 12: stepline.v1.StartWorkflowsResponse
+	(*StartWorkflowOutcome)(nil),   // 13: stepline.v1.StartWorkflowOutcome
+	(*AwaitWorkflowsRequest)(nil),  // 14: stepline.v1.AwaitWorkflowsRequest
+	(*AwaitWorkflowsResponse)(nil), // 15: stepline.v1.AwaitWorkflowsResponse
+	(*GetServerInfoRequest)(nil),   // 16: stepline.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),  // 17: stepline.v1.GetServerInfoResponse
+	(*SendRequest)(nil),            // 18: stepline.v1.SendRequest
+	(*SendResponse)(nil),           // 19: stepline.v1.SendResponse
+	(*CancelWorkflowRequest)(nil),  // 20: stepline.v1.CancelWorkflowRequest
+	(*CancelWorkflowResponse)(nil), // 21: stepline.v1.CancelWorkflowResponse
+	(*ResumeWorkflowRequest)(nil),  // 22: stepline.v1.ResumeWorkflowRequest
+	(*ResumeWorkflowResponse)(nil), // 23: stepline.v1.ResumeWorkflowResponse
+	(*ForkWorkflowRequest)(nil),    // 24: stepline.v1.ForkWorkflowRequest
+	(*ForkWorkflowResponse)(nil),   // 25: stepline.v1.ForkWorkflowResponse
+	(*GetEventRequest)(nil),        // 26: stepline.v1.GetEventRequest
+	(*GetEventResponse)(nil),       // 27: stepline.v1.GetEventResponse
+	(*CountWorkflowsRequest)(nil),  // 28: stepline.v1.CountWorkflowsRequest
+	(*WorkflowCount)(nil),          // 29: stepline.v1.WorkflowCount
+	(*CountWorkflowsResponse)(nil), // 30: stepline.v1.CountWorkflowsResponse
+	(*ListWorkersRequest)(nil),     // 31: stepline.v1.ListWorkersRequest
+	(*WorkerInfo)(nil),             // 32: stepline.v1.WorkerInfo
+	(*ListWorkersResponse)(nil),    // 33: stepline.v1.ListWorkersResponse
+	(*Payload)(nil),                // 34: stepline.v1.Payload
+	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
+	(*WorkflowInfo)(nil),           // 37: stepline.v1.WorkflowInfo
+	(WorkflowStatus)(0),            // 38: stepline.v1.WorkflowStatus
+	(*StepInfo)(nil),               // 39: stepline.v1.StepInfo
+	(*ErrorStatus)(nil),            // 40: stepline.v1.ErrorStatus
+	(*Limits)(nil),                 // 41: stepline.v1.Limits
 }
 var file_stepline_v1_client_proto_depIdxs = []int32{
-	27, // 0: stepline.v1.StartWorkflowRequest.input:type_name -> stepline.v1.Payload
-	28, // 1: stepline.v1.StartWorkflowRequest.timeout:type_name -> google.protobuf.Duration
-	29, // 2: stepline.v1.StartWorkflowRequest.deadline:type_name -> google.protobuf.Timestamp
-	30, // 3: stepline.v1.StartWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	30, // 4: stepline.v1.GetWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	30, // 5: stepline.v1.AwaitWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	31, // 6: stepline.v1.ListWorkflowsRequest.statuses:type_name -> stepline.v1.WorkflowStatus
-	29, // 7: stepline.v1.ListWorkflowsRequest.created_after:type_name -> google.protobuf.Timestamp
-	29, // 8: stepline.v1.ListWorkflowsRequest.created_before:type_name -> google.protobuf.Timestamp
-	30, // 9: stepline.v1.ListWorkflowsResponse.workflows:type_name -> stepline.v1.WorkflowInfo
-	32, // 10: stepline.v1.ListStepsResponse.steps:type_name -> stepline.v1.StepInfo
-	0,  // 11: stepline.v1.StartWorkflowsRequest.requests:type_name -> stepline.v1.StartWorkflowRequest
-	12, // 12: stepline.v1.StartWorkflowsResponse.outcomes:type_name -> stepline.v1.StartWorkflowOutcome
-	1,  // 13: stepline.v1.StartWorkflowOutcome.started:type_name -> stepline.v1.StartWorkflowResponse
-	33, // 14: stepline.v1.StartWorkflowOutcome.error:type_name -> stepline.v1.ErrorStatus
-	30, // 15: stepline.v1.AwaitWorkflowsResponse.done:type_name -> stepline.v1.WorkflowInfo
-	34, // 16: stepline.v1.GetServerInfoResponse.limits:type_name -> stepline.v1.Limits
-	27, // 17: stepline.v1.SendRequest.message:type_name -> stepline.v1.Payload
-	30, // 18: stepline.v1.CancelWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	30, // 19: stepline.v1.ResumeWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	30, // 20: stepline.v1.ForkWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
-	27, // 21: stepline.v1.GetEventResponse.value:type_name -> stepline.v1.Payload
-	0,  // 22: stepline.v1.WorkflowService.StartWorkflow:input_type -> stepline.v1.StartWorkflowRequest
-	2,  // 23: stepline.v1.WorkflowService.GetWorkflow:input_type -> stepline.v1.GetWorkflowRequest
-	4,  // 24: stepline.v1.WorkflowService.AwaitWorkflow:input_type -> stepline.v1.AwaitWorkflowRequest
-	6,  // 25: stepline.v1.WorkflowService.ListWorkflows:input_type -> stepline.v1.ListWorkflowsRequest
-	8,  // 26: stepline.v1.WorkflowService.ListSteps:input_type -> stepline.v1.ListStepsRequest
-	10, // 27: stepline.v1.WorkflowService.StartWorkflows:input_type -> stepline.v1.StartWorkflowsRequest
-	13, // 28: stepline.v1.WorkflowService.AwaitWorkflows:input_type -> stepline.v1.AwaitWorkflowsRequest
-	15, // 29: stepline.v1.WorkflowService.GetServerInfo:input_type -> stepline.v1.GetServerInfoRequest
-	17, // 30: stepline.v1.WorkflowService.Send:input_type -> stepline.v1.SendRequest
-	25, // 31: stepline.v1.WorkflowService.GetEvent:input_type -> stepline.v1.GetEventRequest
-	19, // 32: stepline.v1.WorkflowService.CancelWorkflow:input_type -> stepline.v1.CancelWorkflowRequest
-	21, // 33: stepline.v1.WorkflowService.ResumeWorkflow:input_type -> stepline.v1.ResumeWorkflowRequest
-	23, // 34: stepline.v1.WorkflowService.ForkWorkflow:input_type -> stepline.v1.ForkWorkflowRequest
-	1,  // 35: stepline.v1.WorkflowService.StartWorkflow:output_type -> stepline.v1.StartWorkflowResponse
-	3,  // 36: stepline.v1.WorkflowService.GetWorkflow:output_type -> stepline.v1.GetWorkflowResponse
-	5,  // 37: stepline.v1.WorkflowService.AwaitWorkflow:output_type -> stepline.v1.AwaitWorkflowResponse
-	7,  // 38: stepline.v1.WorkflowService.ListWorkflows:output_type -> stepline.v1.ListWorkflowsResponse
-	9,  // 39: stepline.v1.WorkflowService.ListSteps:output_type -> stepline.v1.ListStepsResponse
-	11, // 40: stepline.v1.WorkflowService.StartWorkflows:output_type -> stepline.v1.StartWorkflowsResponse
-	14, // 41: stepline.v1.WorkflowService.AwaitWorkflows:output_type -> stepline.v1.AwaitWorkflowsResponse
-	16, // 42: stepline.v1.WorkflowService.GetServerInfo:output_type -> stepline.v1.GetServerInfoResponse
-	18, // 43: stepline.v1.WorkflowService.Send:output_type -> stepline.v1.SendResponse
-	26, // 44: stepline.v1.WorkflowService.GetEvent:output_type -> stepline.v1.GetEventResponse
-	20, // 45: stepline.v1.WorkflowService.CancelWorkflow:output_type -> stepline.v1.CancelWorkflowResponse
-	22, // 46: stepline.v1.WorkflowService.ResumeWorkflow:output_type -> stepline.v1.ResumeWorkflowResponse
-	24, // 47: stepline.v1.WorkflowService.ForkWorkflow:output_type -> stepline.v1.ForkWorkflowResponse
-	35, // [35:48] is the sub-list for method output_type
-	22, // [22:35] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	34, // 0: stepline.v1.StartWorkflowRequest.input:type_name -> stepline.v1.Payload
+	35, // 1: stepline.v1.StartWorkflowRequest.timeout:type_name -> google.protobuf.Duration
+	36, // 2: stepline.v1.StartWorkflowRequest.deadline:type_name -> google.protobuf.Timestamp
+	37, // 3: stepline.v1.StartWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	37, // 4: stepline.v1.GetWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	37, // 5: stepline.v1.AwaitWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	38, // 6: stepline.v1.ListWorkflowsRequest.statuses:type_name -> stepline.v1.WorkflowStatus
+	36, // 7: stepline.v1.ListWorkflowsRequest.created_after:type_name -> google.protobuf.Timestamp
+	36, // 8: stepline.v1.ListWorkflowsRequest.created_before:type_name -> google.protobuf.Timestamp
+	37, // 9: stepline.v1.ListWorkflowsResponse.workflows:type_name -> stepline.v1.WorkflowInfo
+	39, // 10: stepline.v1.ListStepsResponse.steps:type_name -> stepline.v1.StepInfo
+	1,  // 11: stepline.v1.StartWorkflowsRequest.requests:type_name -> stepline.v1.StartWorkflowRequest
+	13, // 12: stepline.v1.StartWorkflowsResponse.outcomes:type_name -> stepline.v1.StartWorkflowOutcome
+	2,  // 13: stepline.v1.StartWorkflowOutcome.started:type_name -> stepline.v1.StartWorkflowResponse
+	40, // 14: stepline.v1.StartWorkflowOutcome.error:type_name -> stepline.v1.ErrorStatus
+	37, // 15: stepline.v1.AwaitWorkflowsResponse.done:type_name -> stepline.v1.WorkflowInfo
+	41, // 16: stepline.v1.GetServerInfoResponse.limits:type_name -> stepline.v1.Limits
+	34, // 17: stepline.v1.SendRequest.message:type_name -> stepline.v1.Payload
+	37, // 18: stepline.v1.CancelWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	37, // 19: stepline.v1.ResumeWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	37, // 20: stepline.v1.ForkWorkflowResponse.workflow:type_name -> stepline.v1.WorkflowInfo
+	34, // 21: stepline.v1.GetEventResponse.value:type_name -> stepline.v1.Payload
+	0,  // 22: stepline.v1.CountWorkflowsRequest.group_by:type_name -> stepline.v1.WorkflowField
+	38, // 23: stepline.v1.CountWorkflowsRequest.statuses:type_name -> stepline.v1.WorkflowStatus
+	38, // 24: stepline.v1.WorkflowCount.status:type_name -> stepline.v1.WorkflowStatus
+	29, // 25: stepline.v1.CountWorkflowsResponse.counts:type_name -> stepline.v1.WorkflowCount
+	36, // 26: stepline.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	35, // 27: stepline.v1.WorkerInfo.heartbeat_age:type_name -> google.protobuf.Duration
+	32, // 28: stepline.v1.ListWorkersResponse.workers:type_name -> stepline.v1.WorkerInfo
+	1,  // 29: stepline.v1.WorkflowService.StartWorkflow:input_type -> stepline.v1.StartWorkflowRequest
+	3,  // 30: stepline.v1.WorkflowService.GetWorkflow:input_type -> stepline.v1.GetWorkflowRequest
+	5,  // 31: stepline.v1.WorkflowService.AwaitWorkflow:input_type -> stepline.v1.AwaitWorkflowRequest
+	7,  // 32: stepline.v1.WorkflowService.ListWorkflows:input_type -> stepline.v1.ListWorkflowsRequest
+	9,  // 33: stepline.v1.WorkflowService.ListSteps:input_type -> stepline.v1.ListStepsRequest
+	11, // 34: stepline.v1.WorkflowService.StartWorkflows:input_type -> stepline.v1.StartWorkflowsRequest
+	14, // 35: stepline.v1.WorkflowService.AwaitWorkflows:input_type -> stepline.v1.AwaitWorkflowsRequest
+	16, // 36: stepline.v1.WorkflowService.GetServerInfo:input_type -> stepline.v1.GetServerInfoRequest
+	18, // 37: stepline.v1.WorkflowService.Send:input_type -> stepline.v1.SendRequest
+	26, // 38: stepline.v1.WorkflowService.GetEvent:input_type -> stepline.v1.GetEventRequest
+	20, // 39: stepline.v1.WorkflowService.CancelWorkflow:input_type -> stepline.v1.CancelWorkflowRequest
+	22, // 40: stepline.v1.WorkflowService.ResumeWorkflow:input_type -> stepline.v1.ResumeWorkflowRequest
+	24, // 41: stepline.v1.WorkflowService.ForkWorkflow:input_type -> stepline.v1.ForkWorkflowRequest
+	28, // 42: stepline.v1.WorkflowService.CountWorkflows:input_type -> stepline.v1.CountWorkflowsRequest
+	31, // 43: stepline.v1.WorkflowService.ListWorkers:input_type -> stepline.v1.ListWorkersRequest
+	2,  // 44: stepline.v1.WorkflowService.StartWorkflow:output_type -> stepline.v1.StartWorkflowResponse
+	4,  // 45: stepline.v1.WorkflowService.GetWorkflow:output_type -> stepline.v1.GetWorkflowResponse
+	6,  // 46: stepline.v1.WorkflowService.AwaitWorkflow:output_type -> stepline.v1.AwaitWorkflowResponse
+	8,  // 47: stepline.v1.WorkflowService.ListWorkflows:output_type -> stepline.v1.ListWorkflowsResponse
+	10, // 48: stepline.v1.WorkflowService.ListSteps:output_type -> stepline.v1.ListStepsResponse
+	12, // 49: stepline.v1.WorkflowService.StartWorkflows:output_type -> stepline.v1.StartWorkflowsResponse
+	15, // 50: stepline.v1.WorkflowService.AwaitWorkflows:output_type -> stepline.v1.AwaitWorkflowsResponse
+	17, // 51: stepline.v1.WorkflowService.GetServerInfo:output_type -> stepline.v1.GetServerInfoResponse
+	19, // 52: stepline.v1.WorkflowService.Send:output_type -> stepline.v1.SendResponse
+	27, // 53: stepline.v1.WorkflowService.GetEvent:output_type -> stepline.v1.GetEventResponse
+	21, // 54: stepline.v1.WorkflowService.CancelWorkflow:output_type -> stepline.v1.CancelWorkflowResponse
+	23, // 55: stepline.v1.WorkflowService.ResumeWorkflow:output_type -> stepline.v1.ResumeWorkflowResponse
+	25, // 56: stepline.v1.WorkflowService.ForkWorkflow:output_type -> stepline.v1.ForkWorkflowResponse
+	30, // 57: stepline.v1.WorkflowService.CountWorkflows:output_type -> stepline.v1.CountWorkflowsResponse
+	33, // 58: stepline.v1.WorkflowService.ListWorkers:output_type -> stepline.v1.ListWorkersResponse
+	44, // [44:59] is the sub-list for method output_type
+	29, // [29:44] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_stepline_v1_client_proto_init() }
@@ -1809,22 +2361,27 @@ func file_stepline_v1_client_proto_init() {
 		return
 	}
 	file_stepline_v1_common_proto_init()
+	file_stepline_v1_client_proto_msgTypes[6].OneofWrappers = []any{}
 	file_stepline_v1_client_proto_msgTypes[12].OneofWrappers = []any{
 		(*StartWorkflowOutcome_Started)(nil),
 		(*StartWorkflowOutcome_Error)(nil),
 	}
+	file_stepline_v1_client_proto_msgTypes[21].OneofWrappers = []any{}
+	file_stepline_v1_client_proto_msgTypes[23].OneofWrappers = []any{}
+	file_stepline_v1_client_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepline_v1_client_proto_rawDesc), len(file_stepline_v1_client_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   27,
+			NumEnums:      1,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_stepline_v1_client_proto_goTypes,
 		DependencyIndexes: file_stepline_v1_client_proto_depIdxs,
+		EnumInfos:         file_stepline_v1_client_proto_enumTypes,
 		MessageInfos:      file_stepline_v1_client_proto_msgTypes,
 	}.Build()
 	File_stepline_v1_client_proto = out.File

@@ -40,6 +40,8 @@ const (
 	WorkflowService_CancelWorkflow_FullMethodName = "/stepline.v1.WorkflowService/CancelWorkflow"
 	WorkflowService_ResumeWorkflow_FullMethodName = "/stepline.v1.WorkflowService/ResumeWorkflow"
 	WorkflowService_ForkWorkflow_FullMethodName   = "/stepline.v1.WorkflowService/ForkWorkflow"
+	WorkflowService_CountWorkflows_FullMethodName = "/stepline.v1.WorkflowService/CountWorkflows"
+	WorkflowService_ListWorkers_FullMethodName    = "/stepline.v1.WorkflowService/ListWorkers"
 )
 
 // WorkflowServiceClient is the client API for WorkflowService service.
@@ -71,7 +73,8 @@ type WorkflowServiceClient interface {
 	// their first call that a limit applies to.
 	GetServerInfo(ctx context.Context, in *GetServerInfoRequest, opts ...grpc.CallOption) (*GetServerInfoResponse, error)
 	// Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-	// unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+	// unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+	// PAUSED one keeps the message for when it is resumed.
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
 	// Waits until a workflow has set an event, or the wait ends, and returns its value.
 	// NOT_FOUND for an unknown workflow.
@@ -95,6 +98,13 @@ type WorkflowServiceClient interface {
 	// serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
 	// workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
 	ForkWorkflow(ctx context.Context, in *ForkWorkflowRequest, opts ...grpc.CallOption) (*ForkWorkflowResponse, error)
+	// Counts workflows by name, version and/or status: by default the unfinished ones, so
+	// that an operator sees which versions still have open runs before retiring their
+	// workers.
+	CountWorkflows(ctx context.Context, in *CountWorkflowsRequest, opts ...grpc.CallOption) (*CountWorkflowsResponse, error)
+	// Lists the connected workers, on every coordinator of the database: what each serves,
+	// its language, version and capacity, what it runs, how recently it was heard from.
+	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
 }
 
 type workflowServiceClient struct {
@@ -235,6 +245,26 @@ func (c *workflowServiceClient) ForkWorkflow(ctx context.Context, in *ForkWorkfl
 	return out, nil
 }
 
+func (c *workflowServiceClient) CountWorkflows(ctx context.Context, in *CountWorkflowsRequest, opts ...grpc.CallOption) (*CountWorkflowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountWorkflowsResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_CountWorkflows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkersResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_ListWorkers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkflowServiceServer is the server API for WorkflowService service.
 // All implementations must embed UnimplementedWorkflowServiceServer
 // for forward compatibility.
@@ -264,7 +294,8 @@ type WorkflowServiceServer interface {
 	// their first call that a limit applies to.
 	GetServerInfo(context.Context, *GetServerInfoRequest) (*GetServerInfoResponse, error)
 	// Appends a message to a workflow's mailbox, for its recv to take. NOT_FOUND for an
-	// unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it).
+	// unknown workflow; FAILED_PRECONDITION when it has finished (nothing would read it); a
+	// PAUSED one keeps the message for when it is resumed.
 	Send(context.Context, *SendRequest) (*SendResponse, error)
 	// Waits until a workflow has set an event, or the wait ends, and returns its value.
 	// NOT_FOUND for an unknown workflow.
@@ -288,6 +319,13 @@ type WorkflowServiceServer interface {
 	// serves the name now: the way to move a run past a fixed bug. NOT_FOUND for an unknown
 	// workflow; ALREADY_EXISTS when `new_workflow_id` is taken.
 	ForkWorkflow(context.Context, *ForkWorkflowRequest) (*ForkWorkflowResponse, error)
+	// Counts workflows by name, version and/or status: by default the unfinished ones, so
+	// that an operator sees which versions still have open runs before retiring their
+	// workers.
+	CountWorkflows(context.Context, *CountWorkflowsRequest) (*CountWorkflowsResponse, error)
+	// Lists the connected workers, on every coordinator of the database: what each serves,
+	// its language, version and capacity, what it runs, how recently it was heard from.
+	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
 	mustEmbedUnimplementedWorkflowServiceServer()
 }
 
@@ -336,6 +374,12 @@ func (UnimplementedWorkflowServiceServer) ResumeWorkflow(context.Context, *Resum
 }
 func (UnimplementedWorkflowServiceServer) ForkWorkflow(context.Context, *ForkWorkflowRequest) (*ForkWorkflowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForkWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) CountWorkflows(context.Context, *CountWorkflowsRequest) (*CountWorkflowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountWorkflows not implemented")
+}
+func (UnimplementedWorkflowServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
 }
 func (UnimplementedWorkflowServiceServer) mustEmbedUnimplementedWorkflowServiceServer() {}
 func (UnimplementedWorkflowServiceServer) testEmbeddedByValue()                         {}
@@ -592,6 +636,42 @@ func _WorkflowService_ForkWorkflow_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkflowService_CountWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountWorkflowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).CountWorkflows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_CountWorkflows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).CountWorkflows(ctx, req.(*CountWorkflowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).ListWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_ListWorkers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).ListWorkers(ctx, req.(*ListWorkersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkflowService_ServiceDesc is the grpc.ServiceDesc for WorkflowService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,6 +730,14 @@ var WorkflowService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ForkWorkflow",
 			Handler:    _WorkflowService_ForkWorkflow_Handler,
+		},
+		{
+			MethodName: "CountWorkflows",
+			Handler:    _WorkflowService_CountWorkflows_Handler,
+		},
+		{
+			MethodName: "ListWorkers",
+			Handler:    _WorkflowService_ListWorkers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -630,7 +630,11 @@ type WorkflowInfo struct {
 	// For a child workflow (StartChild): its parent's workflow ID; empty otherwise.
 	ParentWorkflowId string `protobuf:"bytes,16,opt,name=parent_workflow_id,json=parentWorkflowId,proto3" json:"parent_workflow_id,omitempty"`
 	// For a child workflow: the step ID of the parent's StartChild.
-	ParentStepId  string `protobuf:"bytes,17,opt,name=parent_step_id,json=parentStepId,proto3" json:"parent_step_id,omitempty"`
+	ParentStepId string `protobuf:"bytes,17,opt,name=parent_step_id,json=parentStepId,proto3" json:"parent_step_id,omitempty"`
+	// The version (Register.version) of the worker code that runs it: recorded when a
+	// versioned worker first takes it, changed only by an auto-upgrade, or by a resume or
+	// fork that names another. Unset: not pinned (any worker serving its name may take it).
+	Version       *string `protobuf:"bytes,18,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +784,13 @@ func (x *WorkflowInfo) GetParentWorkflowId() string {
 func (x *WorkflowInfo) GetParentStepId() string {
 	if x != nil {
 		return x.ParentStepId
+	}
+	return ""
+}
+
+func (x *WorkflowInfo) GetVersion() string {
+	if x != nil && x.Version != nil {
+		return *x.Version
 	}
 	return ""
 }
@@ -963,7 +974,7 @@ const file_stepline_v1_common_proto_rawDesc = "" +
 	"\adetails\x18\x04 \x01(\v2\x14.stepline.v1.PayloadR\adetails\";\n" +
 	"\vErrorStatus\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x96\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xc1\x06\n" +
 	"\fWorkflowInfo\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12#\n" +
@@ -986,7 +997,10 @@ const file_stepline_v1_common_proto_rawDesc = "" +
 	"\bdeadline\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1c\n" +
 	"\tsuspended\x18\x0f \x01(\bR\tsuspended\x12,\n" +
 	"\x12parent_workflow_id\x18\x10 \x01(\tR\x10parentWorkflowId\x12$\n" +
-	"\x0eparent_step_id\x18\x11 \x01(\tR\fparentStepId\"\x93\x04\n" +
+	"\x0eparent_step_id\x18\x11 \x01(\tR\fparentStepId\x12\x1d\n" +
+	"\aversion\x18\x12 \x01(\tH\x00R\aversion\x88\x01\x01B\n" +
+	"\n" +
+	"\b_version\"\x93\x04\n" +
 	"\bStepInfo\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x1b\n" +
 	"\tstep_name\x18\x02 \x01(\tR\bstepName\x12/\n" +
@@ -1091,6 +1105,7 @@ func file_stepline_v1_common_proto_init() {
 	if File_stepline_v1_common_proto != nil {
 		return
 	}
+	file_stepline_v1_common_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

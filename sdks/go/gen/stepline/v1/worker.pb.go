@@ -782,7 +782,19 @@ type Register struct {
 	ProtocolVersion uint32 `protobuf:"varint,6,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// Executions this worker still runs from an earlier session (after a reconnect). Each
 	// is re-attached if its epoch is still current, else answered with Abandon.
-	Held          []*ExecutionRef `protobuf:"bytes,7,rep,name=held,proto3" json:"held,omitempty"`
+	Held []*ExecutionRef `protobuf:"bytes,7,rep,name=held,proto3" json:"held,omitempty"`
+	// The build ID of the worker's workflow code (the Python SDK derives one from the
+	// source of the modules that define its workflows unless told one). Each workflow
+	// records the version of the first versioned worker that runs it, and from then on is
+	// handed (recovered, woken, resumed) only to workers of that version, except for the
+	// names in `auto_upgrade`. Empty: an unversioned worker (as before versions existed),
+	// which takes only runs that no versioned worker has pinned, and pins none. At most
+	// 255 characters.
+	Version string `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	// Names (among workflow_names) whose runs this worker takes whatever version recorded
+	// them: its code for them replays older runs deterministically (by branching with
+	// patched markers). A run it takes is recorded under its version from then on.
+	AutoUpgrade   []string `protobuf:"bytes,9,rep,name=auto_upgrade,json=autoUpgrade,proto3" json:"auto_upgrade,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,6 +874,20 @@ func (x *Register) GetProtocolVersion() uint32 {
 func (x *Register) GetHeld() []*ExecutionRef {
 	if x != nil {
 		return x.Held
+	}
+	return nil
+}
+
+func (x *Register) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Register) GetAutoUpgrade() []string {
+	if x != nil {
+		return x.AutoUpgrade
 	}
 	return nil
 }
@@ -3158,7 +3184,7 @@ const file_stepline_v1_worker_proto_rawDesc = "" +
 	"\fExecutionRef\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\"\x81\x02\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\"\xbe\x02\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12%\n" +
 	"\x0eworkflow_names\x18\x02 \x03(\tR\rworkflowNames\x12\x1a\n" +
@@ -3167,7 +3193,9 @@ const file_stepline_v1_worker_proto_rawDesc = "" +
 	"\vsdk_version\x18\x05 \x01(\tR\n" +
 	"sdkVersion\x12)\n" +
 	"\x10protocol_version\x18\x06 \x01(\rR\x0fprotocolVersion\x12-\n" +
-	"\x04held\x18\a \x03(\v2\x19.stepline.v1.ExecutionRefR\x04held\"\xa6\x02\n" +
+	"\x04held\x18\a \x03(\v2\x19.stepline.v1.ExecutionRefR\x04held\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\x12!\n" +
+	"\fauto_upgrade\x18\t \x03(\tR\vautoUpgrade\"\xa6\x02\n" +
 	"\n" +
 	"Registered\x12\x1d\n" +
 	"\n" +

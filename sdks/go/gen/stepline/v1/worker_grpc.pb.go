@@ -66,6 +66,10 @@ const (
 // The worker-facing service.
 type WorkerServiceClient interface {
 	// The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+	// (The frames are named for what they carry, not for the RPC: every SDK's generated
+	// code uses these names.)
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerFrame, CoordinatorFrame], error)
 }
 
@@ -97,6 +101,10 @@ type WorkerService_ConnectClient = grpc.BidiStreamingClient[WorkerFrame, Coordin
 // The worker-facing service.
 type WorkerServiceServer interface {
 	// The worker's session: frames of WorkerEvents in, frames of CoordinatorEvents out.
+	// (The frames are named for what they carry, not for the RPC: every SDK's generated
+	// code uses these names.)
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	Connect(grpc.BidiStreamingServer[WorkerFrame, CoordinatorFrame]) error
 	mustEmbedUnimplementedWorkerServiceServer()
 }
