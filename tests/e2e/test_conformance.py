@@ -3,38 +3,58 @@ in each mode, through a live coordinator that the scenarios may kill and restart
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conformance import runner
 from tests.e2e.conftest import ClusterFactory
+from tests.e2e.golang import GO_MODULE
 from tests.e2e.processes import ROOT
 
 SCENARIOS = {s.name: s for s in runner.load()}
-WORKERS = {
-    "python": runner.WorkerCommand(
-        "python", (sys.executable, "-m", "conformance.python_worker"), ROOT, {"PYTHONPATH": str(ROOT)}
-    ),
-}
+PYTHON = runner.WorkerCommand(
+    "python", (sys.executable, "-m", "conformance.python_worker"), ROOT, {"PYTHONPATH": str(ROOT)}
+)
+LANGUAGES = ("python", "go")
 CASES = [
     pytest.param(language, name, mode, id=f"{language}-{name}-{mode}")
-    for language in WORKERS
+    for language in LANGUAGES
     for name, scenario in SCENARIOS.items()
     for mode in runner.modes(scenario)
 ]
 
 
+@pytest.fixture(scope="session")
+def workers() -> Iterator[dict[str, runner.WorkerCommand]]:
+    """Every SDK's interpreter worker, built once per session."""
+    out = Path(tempfile.mkdtemp(prefix="stepline-conformance-"))
+    go = ["go", "build", "-o", str(out / "go-conformance"), "./conformance"]
+    built = subprocess.run(go, cwd=GO_MODULE, capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stdout + built.stderr
+    yield {"python": PYTHON, "go": runner.WorkerCommand("go", (str(out / "go-conformance"),), GO_MODULE)}
+    shutil.rmtree(out, ignore_errors=True)
+
+
 @pytest.mark.parametrize(("language", "scenario", "mode"), CASES)
 async def test_conformance(
-    cluster: ClusterFactory, tmp_path: Path, language: str, scenario: str, mode: str
+    cluster: ClusterFactory,
+    tmp_path: Path,
+    workers: dict[str, runner.WorkerCommand],
+    language: str,
+    scenario: str,
+    mode: str,
 ) -> None:
     c = await cluster(lease_ms="500")
     outcome = await runner.run(
         SCENARIOS[scenario],
         mode,
-        WORKERS[language],
+        workers[language],
         client=c.client,
         address=c.address,
         directory=tmp_path,
@@ -48,9 +68,8 @@ async def test_a_worker_that_calls_steps_in_the_wrong_order_fails_with_the_scena
     cluster: ClusterFactory, tmp_path: Path
 ) -> None:
     c = await cluster()
-    python = WORKERS["python"]
     broken = runner.WorkerCommand(
-        "python", python.argv, python.cwd, {**python.env, "CONFORMANCE_BROKEN": "reorder"}
+        "python", PYTHON.argv, PYTHON.cwd, {**PYTHON.env, "CONFORMANCE_BROKEN": "reorder"}
     )
     outcome = await runner.run(
         SCENARIOS["fresh-run"], "normal", broken, client=c.client, address=c.address, directory=tmp_path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conformance import runner
 from tests.e2e.conftest import ClusterFactory
-from tests.e2e.test_conformance import SCENARIOS, WORKERS
+from tests.e2e.test_conformance import PYTHON, SCENARIOS
 
 
 async def test_json_lines_name_the_worker_workflow_and_epoch(cluster: ClusterFactory, tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ async def test_json_lines_name_the_worker_workflow_and_epoch(cluster: ClusterFac
     outcome = await runner.run(
         SCENARIOS["stale-epoch"],
         "normal",
-        WORKERS["python"],
+        PYTHON,
         client=c.client,
         address=c.address,
         directory=tmp_path,
