@@ -9,15 +9,7 @@ bench worker reads ``STEPLINE_ADDRESS`` and ``BENCH_CAPACITY`` and prints
 
 A language is added with an entry in ``LANGUAGES``: a label for its rows, the command that
 starts its worker, where it runs, and a ``build`` that makes that command runnable (or
-raises ``Unavailable`` saying why it cannot be here). E.g. for Go::
-
-    "go": WorkerLanguage(
-        name="go",
-        label="Go",
-        cwd=ROOT / "sdks" / "go",
-        command=lambda: [str(ROOT / "sdks" / "go" / "bin" / "bench-worker")],
-        build=_build_go,  # `go build -o bin/bench-worker ./bench` if any *.go is newer
-    ),
+raises ``Unavailable`` saying why it cannot be here).
 """
 
 from __future__ import annotations
@@ -100,6 +92,22 @@ def _build_typescript() -> None:
         raise Unavailable(f"npm run build did not write {TS_WORKER}")
 
 
+# --- Go: sdks/go/bench/main.go -> sdks/go/bin/bench-worker ---------------------------------
+
+GO = ROOT / "sdks" / "go"
+GO_WORKER = GO / "bin" / "bench-worker"
+
+
+def _build_go() -> None:
+    """``go build`` of sdks/go/bench unless the binary is newer than every Go source."""
+    go = shutil.which("go")
+    if go is None:
+        raise Unavailable("go is not on PATH")
+    if not GO_WORKER.exists() or GO_WORKER.stat().st_mtime < _newest([*GO.rglob("*.go"), GO / "go.sum"]):
+        log.info("Go worker: go build in %s", GO)
+        _run([go, "build", "-o", str(GO_WORKER), "./bench"], GO)
+
+
 LANGUAGES: dict[str, WorkerLanguage] = {
     PYTHON: WorkerLanguage(
         name=PYTHON,
@@ -114,6 +122,13 @@ LANGUAGES: dict[str, WorkerLanguage] = {
         cwd=TS,
         command=lambda: ["node", str(TS_WORKER)],
         build=_build_typescript,
+    ),
+    "go": WorkerLanguage(
+        name="go",
+        label="Go",
+        cwd=GO,
+        command=lambda: [str(GO_WORKER)],
+        build=_build_go,
     ),
 }
 

@@ -2,7 +2,7 @@
 
 Only that it finishes and prints its table is checked: its figures are never asserted.
 DBOS is benchmarked beside Stepline when the ``bench`` extra is installed; (a) and (b) are
-run with a TypeScript worker too where Node.js and npm are (the harness builds it).
+run with a TypeScript and a Go worker too where Node.js and npm, and Go, are (the harness builds them).
 """
 
 from __future__ import annotations
@@ -31,3 +31,6 @@ def test_quick_benchmark_runs_and_prints_the_table() -> None:
     if shutil.which("node") and shutil.which("npm"):
         assert "(a) step in a 10-step workflow, median — TypeScript worker" in done.stdout
         assert "steps at once: steps/s — TypeScript worker" in done.stdout
+    if shutil.which("go"):
+        assert "(a) step in a 10-step workflow, median — Go worker" in done.stdout
+        assert "steps at once: steps/s — Go worker" in done.stdout
