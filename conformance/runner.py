@@ -202,7 +202,13 @@ class Run:
             async def blocked() -> bool:
                 return sum(1 for r in self.ran() if r[2] == name) >= count
 
+            async def recorded() -> bool:
+                # A StepStart is not acknowledged and may trail the body a moment: what
+                # follows (a kill) must find the step recorded, whatever the SDK.
+                return any(s.step_name == name for s in await self.client.list_steps(self.workflow_id))
+
             await self._until(blocked, f"step {name!r} to run (x{count})")
+            await self._until(recorded, f"step {name!r} to be recorded")
         elif kind == "release":
             (self.dir / f"release-{self.workflow_id}-{arg}").touch()
         elif kind == "kill_worker":

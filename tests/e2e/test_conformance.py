@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conformance import runner
+from tests.e2e import typescript
 from tests.e2e.conftest import ClusterFactory
 from tests.e2e.golang import GO_MODULE
 from tests.e2e.processes import ROOT
@@ -21,7 +22,7 @@ SCENARIOS = {s.name: s for s in runner.load()}
 PYTHON = runner.WorkerCommand(
     "python", (sys.executable, "-m", "conformance.python_worker"), ROOT, {"PYTHONPATH": str(ROOT)}
 )
-LANGUAGES = ("python", "go")
+LANGUAGES = ("python", "go", "typescript")
 CASES = [
     pytest.param(language, name, mode, id=f"{language}-{name}-{mode}")
     for language in LANGUAGES
@@ -37,7 +38,15 @@ def workers() -> Iterator[dict[str, runner.WorkerCommand]]:
     go = ["go", "build", "-o", str(out / "go-conformance"), "./conformance"]
     built = subprocess.run(go, cwd=GO_MODULE, capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stdout + built.stderr
-    yield {"python": PYTHON, "go": runner.WorkerCommand("go", (str(out / "go-conformance"),), GO_MODULE)}
+    typescript.build()
+    ts = runner.WorkerCommand(
+        "typescript", ("node", str(typescript.TS / "dist/conformance/worker.js")), typescript.TS
+    )
+    yield {
+        "python": PYTHON,
+        "go": runner.WorkerCommand("go", (str(out / "go-conformance"),), GO_MODULE),
+        "typescript": ts,
+    }
     shutil.rmtree(out, ignore_errors=True)
 
 
