@@ -199,7 +199,7 @@ class Dispatcher:
                 continue
             if record.epoch > 1:
                 self._stats.recoveries += 1
-            elif record.started_at is not None:
+            else:
                 # A first claim: from its start request to now, it waited in the queue.
                 self._stats.dispatch_lag.observe(max(0.0, (now - record.created_at).total_seconds()))
             if self._sessions.is_current(session):

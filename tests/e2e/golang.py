@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.processes import ROOT, Process
+from tests.e2e.processes import ROOT, Process, spawn_program
 
 GO_MODULE = ROOT / "sdks" / "go"
 
@@ -38,24 +38,9 @@ def build(out: Path) -> Path:
 
 async def start_go_worker(binaries: Path, address: str, log: Path, **env: str) -> Process:
     """A Go worker process; returns once it has registered ("worker ready <id>")."""
-    full_env = {**os.environ, "STEPLINE_ADDRESS": address, **env}
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            str(binaries / "worker"), env=full_env, stdout=asyncio.subprocess.PIPE, stderr=err
-        )
-    assert proc.stdout is not None
-    try:
-        while True:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-            if not line:
-                raise AssertionError(f"the Go worker exited before it was ready; its output is in {log}")
-            if "worker ready" in line:
-                return Process(proc, log, line.strip())
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
+    argv = [str(binaries / "worker")]
+    process, _ = await spawn_program(argv, log, {"STEPLINE_ADDRESS": address, **env}, "worker ready")
+    return process
 
 
 async def run_go_client(

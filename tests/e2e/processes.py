@@ -99,19 +99,21 @@ class Process:
         return self.proc.returncode or 0
 
 
-async def spawn(args: list[str], log: Path, env: dict[str, str], ready: str) -> tuple[Process, str]:
-    """Starts ``python args...`` and waits for a stdout line containing ``ready``; returns it."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "GRPC_VERBOSITY": "ERROR", **env}
+async def spawn_program(
+    argv: list[str], log: Path, env: dict[str, str], ready: str, *, cwd: Path = ROOT
+) -> tuple[Process, str]:
+    """Starts any program (stderr to ``log``) and waits for a stdout line containing
+    ``ready``; returns it and that line."""
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=ROOT, env=full_env, stdout=asyncio.subprocess.PIPE, stderr=err
+            *argv, cwd=cwd, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=err
         )
     assert proc.stdout is not None
     try:
         while True:
             line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
             if not line:
-                raise AssertionError(f"{args} exited before it was ready; its output is in {log}")
+                raise AssertionError(f"{argv} exited before it was ready; its output is in {log}")
             if ready in line:
                 return Process(proc, log, line.strip()), line.strip()
     except BaseException:
@@ -119,6 +121,12 @@ async def spawn(args: list[str], log: Path, env: dict[str, str], ready: str) -> 
             proc.kill()
             await proc.wait()
         raise
+
+
+async def spawn(args: list[str], log: Path, env: dict[str, str], ready: str) -> tuple[Process, str]:
+    """Starts ``python args...`` and waits for a stdout line containing ``ready``; returns it."""
+    python_env = {"PYTHONPATH": str(ROOT), "GRPC_VERBOSITY": "ERROR", **env}
+    return await spawn_program([sys.executable, *args], log, python_env, ready)
 
 
 async def start_coordinator(database_url: str, log: Path, **settings: str) -> tuple[Process, str]:

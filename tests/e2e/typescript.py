@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.processes import ROOT, Process
+from tests.e2e.processes import ROOT, Process, spawn_program
 
 TS = ROOT / "sdks" / "typescript"
 WORKER = TS / "dist" / "test" / "programs" / "worker.js"
@@ -38,24 +38,10 @@ def _run(args: list[str]) -> None:
 
 async def start_ts_worker(address: str, log: Path, **env: str) -> Process:
     """A TypeScript worker process (test/programs/worker.ts); ready when it printed its ID."""
-    full_env = {**os.environ, "STEPLINE_ADDRESS": address, **env}
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(WORKER), cwd=TS, env=full_env, stdout=asyncio.subprocess.PIPE, stderr=err
-        )
-    assert proc.stdout is not None
-    try:
-        while True:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-            if not line:
-                raise AssertionError(f"the TypeScript worker exited before it was ready; see {log}")
-            if "worker ready" in line:
-                return Process(proc, log, line.strip())
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
+    argv = ["node", str(WORKER)]
+    env = {"STEPLINE_ADDRESS": address, **env}
+    process, _ = await spawn_program(argv, log, env, "worker ready", cwd=TS)
+    return process
 
 
 async def run_ts_client(address: str, command: str, *args: str, **env: str) -> Any:
