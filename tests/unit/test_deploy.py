@@ -455,7 +455,9 @@ def test_service_selects_only_the_coordinator_on_its_grpc_port() -> None:
 def test_container_ports_and_probes_use_the_coordinator_port() -> None:
     for name, deployment in _kind("Deployment").items():
         for c in _pod_containers(deployment["spec"]["template"]["spec"]):
-            assert all(p["containerPort"] == PORT for p in c.get("ports", [])), name
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            expected = {"grpc": PORT, "metrics": int(env.get("STEPLINE_METRICS_PORT") or 0)}
+            assert all(p["containerPort"] == expected.get(p["name"]) for p in c.get("ports", [])), name
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if kind in c:
                     assert c[kind]["grpc"]["port"] == PORT, f"{name}/{c['name']} {kind}"
@@ -464,12 +466,14 @@ def test_container_ports_and_probes_use_the_coordinator_port() -> None:
     assert "grpc" in coordinator["livenessProbe"]
 
 
-def test_coordinator_runs_alone_and_workers_outlive_their_grace() -> None:
+def test_coordinators_share_the_database_and_workers_outlive_their_grace() -> None:
     deployments = _kind("Deployment")
     coordinator = deployments["stepline-coordinator"]["spec"]
-    # Several coordinators on one database are not supported yet: not even during a rollout.
-    assert coordinator["replicas"] == 1
-    assert coordinator["strategy"]["type"] == "Recreate"
+    # Several coordinators on one database are supported (tests/integration/test_two_coordinators.py):
+    # two replicas, and a rolling update that never goes below them.
+    assert coordinator["replicas"] == 2
+    assert coordinator["strategy"]["type"] == "RollingUpdate"
+    assert coordinator["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert [c["args"] for c in coordinator["template"]["spec"]["initContainers"]] == [["migrate"]]
     worker = deployments["stepline-worker"]["spec"]
     assert worker["replicas"] == 2
