@@ -132,6 +132,7 @@ def start_request(req: cpb.StartWorkflowRequest | wpb.StartWorkflow, max_bytes: 
         request_id=(req.request_id or "-") if isinstance(req, wpb.StartWorkflow) else "",
         timeout=duration_in("timeout", req.timeout) if req.HasField("timeout") else None,
         deadline=req.deadline.ToDatetime(tzinfo=UTC) if req.HasField("deadline") else None,
+        traceparent=req.traceparent[:128] if isinstance(req, cpb.StartWorkflowRequest) else "",
     )
 
 

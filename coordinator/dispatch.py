@@ -36,6 +36,7 @@ def assignment(record: WorkflowRecord, history: list[StepRecord]) -> Assignment:
         input=record.input,
         steps=tuple(history),
         recovery_attempt=record.recovery_attempts,
+        traceparent=record.traceparent,
     )
 
 

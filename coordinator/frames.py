@@ -268,7 +268,7 @@ def _assignment(target: wpb.CoordinatorEvent, a: Assignment) -> None:
     out = target.assignment
     out.workflow_id, out.workflow_name, out.epoch = a.workflow_id, a.name, a.epoch
     out.input.data, out.input.encoding = a.input.data, a.input.encoding
-    out.recovery_attempt = a.recovery_attempt
+    out.recovery_attempt, out.traceparent = a.recovery_attempt, a.traceparent
     for s in a.steps:
         out.steps.add(
             step_id=s.step_id,

@@ -119,6 +119,8 @@ class WorkflowRecord:
     # The version of the worker code that runs it (Register.version); None until a worker
     # takes it.
     version: str | None = None
+    # The trace its executions continue (W3C traceparent; "" for none).
+    traceparent: str = ""
 
     @property
     def ready(self) -> bool:
@@ -219,6 +221,8 @@ class StartRequest:
     # Seconds after recording, and an absolute time: the earlier ends it TIMED_OUT.
     timeout: float | None = None
     deadline: datetime | None = None
+    # The caller's W3C trace context ("" for none).
+    traceparent: str = ""
 
 
 @dataclass(slots=True)
@@ -355,6 +359,7 @@ class Assignment:
     input: Payload
     steps: tuple[StepRecord, ...]
     recovery_attempt: int
+    traceparent: str = ""
 
 
 @dataclass(slots=True)

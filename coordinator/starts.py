@@ -9,6 +9,7 @@ Otherwise it is recorded ENQUEUED and the dispatcher takes over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 import time
@@ -17,6 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from coordinator import tracing
 from coordinator.batcher import Batcher
 from coordinator.dispatch import Dispatcher, load_history
 from coordinator.errors import AlreadyExists, CoordinatorError
@@ -105,7 +107,16 @@ class Starter:
         planned: Counter[Session] = Counter()
         owners: dict[str, Session] = {}
         new = []
+        # A start whose caller traces gets a span of ours; its context is the workflow's.
+        spans = contextlib.AsyncExitStack()
         for workflow_id, item in first.items():
+            trace_context = item.request.traceparent
+            if trace_context:
+                trace_context = spans.enter_context(
+                    tracing.start_span(
+                        f"stepline.start {item.request.name}", trace_context, workflow_id=workflow_id
+                    )
+                )
             owner = item.session if item.session is not None else self._pick(item.request.name, planned)
             if owner is not None:
                 planned[owner] += 1
@@ -119,12 +130,13 @@ class Starter:
                     now,
                     _deadline(item.request, now),
                     (owner.version or None) if owner else None,
+                    trace_context,
                 )
             )
         claims: dict[Session, list[str]] = defaultdict(list)
         # No transaction around these: the insert is one statement, and what follows only
         # reads committed rows or claims (each claim a statement of its own).
-        async with self._db.connection() as conn:
+        async with spans, self._db.connection() as conn:
             inserted = {r.workflow_id: r for r in await workflows.insert(conn, new)}
             self._stats.workflows_started += len(inserted)
             missing = [i for i in first if i not in inserted]

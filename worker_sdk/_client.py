@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from worker_sdk import _serde, _transport, errors
+from worker_sdk import _serde, _tracing, _transport, errors
 from worker_sdk._coalesce import Awaiter, Batcher
 from worker_sdk._decorators import Workflow
 from worker_sdk._messages import Limits
@@ -102,7 +102,9 @@ class Client:
         data = _serde.encode_input(args, kwargs, f"the input of workflow {name!r}")
         # Starts made in the same event-loop turn leave together in one StartWorkflows call.
         starts = await self._starts()
-        info, _ = await starts.submit(_transport.Start(name, workflow_id or "", data, timeout, deadline))
+        with _tracing.start_span(name) as traceparent:
+            start = _transport.Start(name, workflow_id or "", data, timeout, deadline, traceparent)
+            info, _ = await starts.submit(start)
         return WorkflowHandle(self, info.workflow_id)
 
     async def send(

@@ -363,7 +363,13 @@ def _assignment(a: wpb.Assignment) -> Assignment:
             )
         )
     return Assignment(
-        a.workflow_id, a.workflow_name, a.epoch, _payload(a.input), tuple(steps), a.recovery_attempt
+        a.workflow_id,
+        a.workflow_name,
+        a.epoch,
+        _payload(a.input),
+        tuple(steps),
+        a.recovery_attempt,
+        a.traceparent,
     )
 
 

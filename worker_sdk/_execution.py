@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from worker_sdk import _serde, errors
+from worker_sdk import _serde, _tracing, errors
 from worker_sdk._context import SCOPE, STEP, STEP_CODES, Scope, StepContext
 from worker_sdk._definitions import StepDefinition, WorkflowDefinition
 from worker_sdk._messages import (
@@ -128,7 +128,14 @@ class Execution:
         error: ErrorInfo | None = None
         try:
             args, kwargs = _serde.decode_input(self.assignment.input.data, self.assignment.input.encoding)
-            value = await self.definition.fn(*args, **kwargs)
+            with _tracing.workflow_span(
+                self.definition.name,
+                self.assignment.traceparent,
+                workflow_id=self.workflow_id,
+                epoch=self.epoch,
+                recovery_attempt=self.assignment.recovery_attempt,
+            ):
+                value = await self.definition.fn(*args, **kwargs)
             if self.fatal is not None:
                 raise self.fatal
             output = _serde.encode(
@@ -361,12 +368,13 @@ async def run_step(
         step_token = STEP.set(StepContext(ex.workflow_id, step_id, defn.name, attempt))
         ex.body_started()
         try:
-            if defn.timeout is not None:
-                value = await _timed(defn, args, kwargs, step_id, attempt)
-            elif defn.is_coroutine:
-                value = await defn.fn(*args, **kwargs)
-            else:
-                value = await asyncio.to_thread(defn.fn, *args, **kwargs)
+            with _tracing.step_span(defn.name, workflow_id=ex.workflow_id, step_id=step_id, attempt=attempt):
+                if defn.timeout is not None:
+                    value = await _timed(defn, args, kwargs, step_id, attempt)
+                elif defn.is_coroutine:
+                    value = await defn.fn(*args, **kwargs)
+                else:
+                    value = await asyncio.to_thread(defn.fn, *args, **kwargs)
             failure: Exception | None = None
         except Exception as exc:
             failure = exc

@@ -220,6 +220,7 @@ class Assignment:
     input: Payload
     steps: tuple[RecordedStep, ...]
     recovery_attempt: int
+    traceparent: str = ""
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ class Start(NamedTuple):
     input: bytes
     timeout: float | None = None
     deadline: datetime | None = None
+    traceparent: str = ""
 
 
 # --- channels and errors ------------------------------------------------------------------
@@ -165,6 +166,7 @@ class ClientCalls:
         for s in starts:
             one = request.requests.add(workflow_name=s.name, workflow_id=s.workflow_id)
             one.input.data, one.input.encoding = s.input, "json"
+            one.traceparent = s.traceparent
             if s.timeout is not None:
                 one.timeout.FromTimedelta(timedelta(seconds=s.timeout))
             if s.deadline is not None:

@@ -64,6 +64,7 @@ _WORKFLOW = (
     "parent_id",
     "parent_step_id",
     "version",
+    "traceparent",
 )
 WORKFLOW_COLUMNS = ", ".join(_WORKFLOW)
 # The same without the payloads, for listings that do not ask for them.
@@ -98,6 +99,7 @@ def workflow(row: Any) -> WorkflowRecord:
         parent_id=row[18],
         parent_step_id=row[19],
         version=row[20],
+        traceparent=row[21],
     )
 
 

@@ -38,6 +38,7 @@ class NewWorkflow:
     deadline_at: datetime | None = None
     # The owner's version (None without an owner: the first worker to take it decides).
     version: str | None = None
+    traceparent: str = ""
 
     # A new workflow is RUNNING under epoch 1 when it starts on its worker at once, else
     # ENQUEUED (epoch 0) until the dispatcher hands it out.
@@ -72,6 +73,7 @@ class NewWorkflow:
             seq=seq,
             deadline_at=self.deadline_at,
             version=self.version,
+            traceparent=self.traceparent,
         )
 
 
@@ -90,13 +92,13 @@ class Outcome:
 
 _INSERT = """
 INSERT INTO workflows (workflow_id, name, status, input, input_encoding, owner_id, epoch,
-                       created_at, updated_at, started_at, deadline_at, version)
+                       created_at, updated_at, started_at, deadline_at, version, traceparent)
 SELECT b.workflow_id, b.name, b.status, b.input, b.input_encoding, b.owner_id, b.epoch, b.at, b.at,
-       b.started_at, b.deadline_at, b.version
+       b.started_at, b.deadline_at, b.version, b.traceparent
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
-            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[])
+            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[])
      AS b(workflow_id, name, status, input, input_encoding, owner_id, epoch, at, started_at,
-          deadline_at, version)
+          deadline_at, version, traceparent)
 -- DO NOTHING waits for a concurrent insert of the same ID to commit or roll back, so two
 -- starts of one ID record one workflow; the loser reads the winner's row afterwards.
 ON CONFLICT (workflow_id) DO NOTHING
@@ -130,6 +132,7 @@ async def insert(conn: Connection, new: Sequence[NewWorkflow]) -> list[WorkflowR
         [n.started_at for n in new],
         [n.deadline_at for n in new],
         [n.version for n in new],
+        [n.traceparent for n in new],
     )
     by_id = {n.workflow_id: n for n in new}
     return [by_id[r[0]].record(r[1]) for r in result]

@@ -6,9 +6,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 
+from tests import spans
 from tests.e2e.conftest import WorkerFactory
 from tests.e2e.processes import eventually, read_effects
+from tests.spans import trace_here
 from worker_sdk import Client, StepStatus, WorkflowFailedError, WorkflowStatus
 
 
@@ -111,3 +114,35 @@ async def test_code_changed_between_runs_pauses_with_a_nondeterminism_error(
     steps = await client.list_steps("evolving")
     assert next((s.step_id, s.step_name, s.status) for s in steps) == ("1", "alpha", StepStatus.SUCCEEDED)
     assert [what for _, _, what in side_effects(effects)] == ["alpha"], "nothing ran after the mismatch"
+
+
+async def test_a_recovered_workflow_continues_its_trace(
+    client: Client, worker: WorkerFactory, tmp_path: Path
+) -> None:
+    exporter = trace_here()
+    spans_file = tmp_path / "spans.jsonl"
+    env = {
+        "SIDE_EFFECTS": str(tmp_path / "effects"),
+        "STEP_DELAY": "0.05",
+        "STEPLINE_TEST_SPANS": str(spans_file),
+    }
+    first = await worker(**env)
+    with trace.get_tracer("test").start_as_current_span("the caller") as caller:
+        handle = await client.start_workflow("twenty_steps", "job", workflow_id="traced")
+    await eventually(lambda: _at_least(client, "traced", 5), what="five recorded steps")
+    await first.kill()
+    second = await worker(**env)
+    await handle.result(timeout=60)
+    await second.stop()
+
+    trace_id = caller.get_span_context().trace_id
+    mine = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    assert sorted(s.name for s in mine) == ["stepline.start_workflow twenty_steps", "the caller"]
+    exported = spans.read(spans_file)
+    assert {s["trace_id"] for s in exported} == {trace_id}, "both executions continue the caller's trace"
+    steps_by_process = Counter(s["pid"] for s in exported if s["name"] == "stepline.step record")
+    assert set(steps_by_process) == {first.pid, second.pid}
+    # The killed execution never ended its span; the recovery's did, as epoch 2.
+    (execution,) = [s for s in exported if s["name"] == "stepline.workflow twenty_steps"]
+    assert (execution["pid"], execution["attributes"]["epoch"]) == (second.pid, 2)
+    assert execution["attributes"]["recovery_attempt"] == 1

@@ -62,6 +62,7 @@ class StartWorkflowRequest(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     workflow_name: _builtins.str
     """The registered name of the workflow to run. It need not be served by a connected
     worker yet; the workflow waits ENQUEUED until one is.
@@ -69,6 +70,12 @@ class StartWorkflowRequest(_message.Message):
     workflow_id: _builtins.str
     """The ID to give the workflow. Empty means the coordinator generates a time-ordered UUID
     (version 7), so IDs it makes up sort by creation time.
+    """
+    traceparent: _builtins.str
+    """The caller's trace context, a W3C `traceparent` ("00-<trace id>-<span id>-<flags>"),
+    to make the workflow's spans part of the caller's trace; empty: a trace of its own
+    (when the coordinator traces). Kept with the workflow: every execution of it,
+    recoveries included, continues that trace.
     """
     @_builtins.property
     def input(self) -> _common_pb2.Payload:
@@ -94,10 +101,11 @@ class StartWorkflowRequest(_message.Message):
         input: _common_pb2.Payload | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "input", b"input", "timeout", b"timeout", "traceparent", b"traceparent", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -617,6 +617,7 @@ class Assignment(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     RECOVERY_ATTEMPT_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow."""
     workflow_name: _builtins.str
@@ -625,6 +626,10 @@ class Assignment(_message.Message):
     """The epoch under which the worker now owns it; carry it on every event about it."""
     recovery_attempt: _builtins.int
     """How many times this workflow has been recovered, counting this assignment."""
+    traceparent: _builtins.str
+    """The workflow's trace context (W3C `traceparent`), the same for every execution of it:
+    an SDK that traces makes its workflow and step spans children of it. Empty: untraced.
+    """
     @_builtins.property
     def input(self) -> _common_pb2.Payload:
         """The input, as given to StartWorkflow."""
@@ -645,10 +650,11 @@ class Assignment(_message.Message):
         input: _common_pb2.Payload | None = ...,
         steps: _abc.Iterable[Global___RecordedStep] | None = ...,
         recovery_attempt: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "input", b"input", "recovery_attempt", b"recovery_attempt", "steps", b"steps", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "input", b"input", "recovery_attempt", b"recovery_attempt", "steps", b"steps", "traceparent", b"traceparent", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

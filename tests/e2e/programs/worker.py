@@ -11,11 +11,13 @@ from tests.e2e.programs.flows import ALL
 from tests.e2e.programs.ordering import ORDERING
 from tests.e2e.programs.versions import VERSIONS
 from tests.e2e.programs.waiting import WAITING
+from tests.spans import trace_to_file_if_asked
 from worker_sdk import Worker
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    trace_to_file_if_asked()
     capacity = int(os.environ.get("CAPACITY", "100"))
     # Seconds a waiting workflow stays in memory; "never" keeps it there.
     suspend = os.environ.get("SUSPEND_AFTER", "5")

@@ -101,7 +101,12 @@ type StartWorkflowRequest struct {
 	// TIMED_OUT, whether or not a worker runs it. Unset: no timeout.
 	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// The workflow times out at this time. With both set, the earlier one applies.
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The caller's trace context, a W3C `traceparent` ("00-<trace id>-<span id>-<flags>"),
+	// to make the workflow's spans part of the caller's trace; empty: a trace of its own
+	// (when the coordinator traces). Kept with the workflow: every execution of it,
+	// recoveries included, continues that trace.
+	Traceparent   string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,6 +174,13 @@ func (x *StartWorkflowRequest) GetDeadline() *timestamppb.Timestamp {
 		return x.Deadline
 	}
 	return nil
+}
+
+func (x *StartWorkflowRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // The answer to StartWorkflow.
@@ -2067,14 +2079,15 @@ var File_stepline_v1_client_proto protoreflect.FileDescriptor
 
 const file_stepline_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x18stepline/v1/client.proto\x12\vstepline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stepline/v1/common.proto\"\xf5\x01\n" +
+	"\x18stepline/v1/client.proto\x12\vstepline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stepline/v1/common.proto\"\x97\x02\n" +
 	"\x14StartWorkflowRequest\x12#\n" +
 	"\rworkflow_name\x18\x01 \x01(\tR\fworkflowName\x12\x1f\n" +
 	"\vworkflow_id\x18\x02 \x01(\tR\n" +
 	"workflowId\x12*\n" +
 	"\x05input\x18\x03 \x01(\v2\x14.stepline.v1.PayloadR\x05input\x123\n" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x126\n" +
-	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"h\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12 \n" +
+	"\vtraceparent\x18\x06 \x01(\tR\vtraceparent\"h\n" +
 	"\x15StartWorkflowResponse\x125\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.stepline.v1.WorkflowInfoR\bworkflow\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"5\n" +

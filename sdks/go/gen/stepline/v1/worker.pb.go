@@ -1290,8 +1290,11 @@ type Assignment struct {
 	Steps []*RecordedStep `protobuf:"bytes,5,rep,name=steps,proto3" json:"steps,omitempty"`
 	// How many times this workflow has been recovered, counting this assignment.
 	RecoveryAttempt int32 `protobuf:"varint,6,opt,name=recovery_attempt,json=recoveryAttempt,proto3" json:"recovery_attempt,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The workflow's trace context (W3C `traceparent`), the same for every execution of it:
+	// an SDK that traces makes its workflow and step spans children of it. Empty: untraced.
+	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -1364,6 +1367,13 @@ func (x *Assignment) GetRecoveryAttempt() int32 {
 		return x.RecoveryAttempt
 	}
 	return 0
+}
+
+func (x *Assignment) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // One recorded step, as sent with an Assignment.
@@ -3226,7 +3236,7 @@ const file_stepline_v1_worker_proto_rawDesc = "" +
 	"\bworkflow\x18\x02 \x01(\v2\x19.stepline.v1.WorkflowInfoH\x00R\bworkflow\x120\n" +
 	"\x05error\x18\x03 \x01(\v2\x18.stepline.v1.ErrorStatusH\x00R\x05error\x12\x18\n" +
 	"\acreated\x18\x04 \x01(\bR\acreatedB\t\n" +
-	"\aoutcome\"\xf0\x01\n" +
+	"\aoutcome\"\x92\x02\n" +
 	"\n" +
 	"Assignment\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
@@ -3235,7 +3245,8 @@ const file_stepline_v1_worker_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12*\n" +
 	"\x05input\x18\x04 \x01(\v2\x14.stepline.v1.PayloadR\x05input\x12/\n" +
 	"\x05steps\x18\x05 \x03(\v2\x19.stepline.v1.RecordedStepR\x05steps\x12)\n" +
-	"\x10recovery_attempt\x18\x06 \x01(\x05R\x0frecoveryAttempt\"\xc4\x02\n" +
+	"\x10recovery_attempt\x18\x06 \x01(\x05R\x0frecoveryAttempt\x12 \n" +
+	"\vtraceparent\x18\a \x01(\tR\vtraceparent\"\xc4\x02\n" +
 	"\fRecordedStep\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x1b\n" +
 	"\tstep_name\x18\x02 \x01(\tR\bstepName\x12/\n" +
