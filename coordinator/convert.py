@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -132,8 +133,17 @@ def start_request(req: cpb.StartWorkflowRequest | wpb.StartWorkflow, max_bytes: 
         request_id=(req.request_id or "-") if isinstance(req, wpb.StartWorkflow) else "",
         timeout=duration_in("timeout", req.timeout) if req.HasField("timeout") else None,
         deadline=req.deadline.ToDatetime(tzinfo=UTC) if req.HasField("deadline") else None,
-        traceparent=req.traceparent[:128] if isinstance(req, cpb.StartWorkflowRequest) else "",
+        traceparent=_traceparent(req.traceparent) if isinstance(req, cpb.StartWorkflowRequest) else "",
     )
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _traceparent(value: str) -> str:
+    """A W3C traceparent as sent, or "" for a malformed one (ignored, as the W3C spec says a
+    receiver does: the workflow is then untraced by the caller, nothing else changes)."""
+    return value if _TRACEPARENT.fullmatch(value) else ""
 
 
 # The longest wait, timeout or sleep accepted (a hundred years): beyond it is a mistake.

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import asyncpg
+import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from stepline.v1 import client_pb2 as cpb
+from stepline.v1 import client_pb2_grpc as cpb_grpc
 
 from tests.spans import trace_here
 from worker_sdk import Client, Worker, step, workflow
@@ -84,3 +88,17 @@ async def test_an_untraced_start_records_no_trace(
 
 def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
+
+
+async def test_a_malformed_traceparent_is_ignored_and_the_start_goes_on(
+    channel: grpc.aio.Channel, conn: asyncpg.Connection
+) -> None:
+    stub = cpb_grpc.WorkflowServiceStub(channel)
+    good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    for workflow_id, given, kept in [("bad", "not-a-traceparent", ""), ("good", good, good[:35])]:
+        await stub.StartWorkflow(
+            cpb.StartWorkflowRequest(workflow_name="traced.sum", workflow_id=workflow_id, traceparent=given)
+        )
+        stored = await conn.fetchval("SELECT traceparent FROM workflows WHERE workflow_id = $1", workflow_id)
+        # The caller's trace goes on (under a span of the coordinator's if this process traces).
+        assert stored[:35] == kept

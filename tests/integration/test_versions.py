@@ -3,8 +3,6 @@ what each run records, who may take it, auto-upgrade with patched, counts by ver
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import pytest
 from stepline.v1 import client_pb2 as cpb
 from stepline.v1 import client_pb2_grpc as cpb_grpc
 
-from tests.e2e.processes import ROOT, eventually
+from tests.e2e.processes import eventually
+from tests.e2e.test_cli import run as stepline_command
 from tests.ids import unique
 from worker_sdk import Client, Worker, WorkflowCount, WorkflowStatus, patched, recv, step, workflow
 from worker_sdk._build import derive_version
@@ -133,11 +132,13 @@ async def test_counts_group_by_name_version_and_status(address: str, client: Cli
         await client.count_workflows(["owner"])
 
     # The command operators run before retiring v1's workers.
-    code, out = await _stepline("workflows", "count", "--by", "version", "--address", address)
+    code, out = await stepline_command("workflows", "count", "--by", "version", "--address", address)
     assert (code, out.split()) == (0, ["VERSION", "COUNT", "v1", "2"])
-    code, out = await _stepline("workflows", "count", "--by", "name,status", "--json", "--address", address)
+    code, out = await stepline_command(
+        "workflows", "count", "--by", "name,status", "--json", "--address", address
+    )
     assert (code, out.strip()) == (0, '{"name": "versions.flow", "status": "RUNNING", "count": 2}')
-    code, out = await _stepline("workflows", "count", "--by", "owner", "--address", address)
+    code, out = await stepline_command("workflows", "count", "--by", "owner", "--address", address)
     assert code == 2
     assert "cannot count by owner; choose from name, version, status" in out
 
@@ -180,12 +181,3 @@ async def _suspended(client: Client, *workflow_ids: str) -> bool:
         if not (await client.get_workflow(workflow_id)).suspended:
             return False
     return True
-
-
-async def _stepline(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "coordinator", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()

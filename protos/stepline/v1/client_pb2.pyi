@@ -74,8 +74,8 @@ class StartWorkflowRequest(_message.Message):
     traceparent: _builtins.str
     """The caller's trace context, a W3C `traceparent` ("00-<trace id>-<span id>-<flags>"),
     to make the workflow's spans part of the caller's trace; empty: a trace of its own
-    (when the coordinator traces). Kept with the workflow: every execution of it,
-    recoveries included, continues that trace.
+    (when the coordinator traces); a malformed one is ignored. Kept with the workflow:
+    every execution of it, recoveries included, continues that trace.
     """
     @_builtins.property
     def input(self) -> _common_pb2.Payload:

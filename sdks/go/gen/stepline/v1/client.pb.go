@@ -104,8 +104,8 @@ type StartWorkflowRequest struct {
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// The caller's trace context, a W3C `traceparent` ("00-<trace id>-<span id>-<flags>"),
 	// to make the workflow's spans part of the caller's trace; empty: a trace of its own
-	// (when the coordinator traces). Kept with the workflow: every execution of it,
-	// recoveries included, continues that trace.
+	// (when the coordinator traces); a malformed one is ignored. Kept with the workflow:
+	// every execution of it, recoveries included, continues that trace.
 	Traceparent   string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
