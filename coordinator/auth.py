@@ -8,7 +8,9 @@ method is PERMISSION_DENIED. Each presented token is hashed and compared with ev
 stored digest in constant time. Health answers anyone (load balancers, Kubernetes).
 
 Roles:
-    worker   the worker stream (WorkerService) and GetServerInfo
+    worker   the worker stream (WorkerService), GetServerInfo, and reading workflows
+             (GetWorkflow, AwaitWorkflow(s): a workflow called in a worker's process waits
+             for its outcome so when another worker took it over)
     client   WorkflowService: start, inspect, await, send, cancel, resume, fork, count
     admin    everything (ListWorkers too), and server reflection
 """
@@ -35,6 +37,9 @@ _OPEN_PREFIX = "/grpc.health.v1.Health/"
 _WORKFLOWS = "/stepline.v1.WorkflowService/"
 _WORKERS = "/stepline.v1.WorkerService/"
 _ADMIN_ONLY = frozenset({_WORKFLOWS + "ListWorkers"})
+_WORKER_READS = frozenset(
+    _WORKFLOWS + m for m in ("GetServerInfo", "GetWorkflow", "AwaitWorkflow", "AwaitWorkflows")
+)
 
 
 def may_call(role: str, method: str) -> bool:
@@ -42,7 +47,7 @@ def may_call(role: str, method: str) -> bool:
     if role == "admin":
         return True
     if role == "worker":
-        return method.startswith(_WORKERS) or method == _WORKFLOWS + "GetServerInfo"
+        return method.startswith(_WORKERS) or method in _WORKER_READS
     if role == "client":
         return method.startswith(_WORKFLOWS) and method not in _ADMIN_ONLY
     return False

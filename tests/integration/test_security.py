@@ -116,13 +116,17 @@ async def test_tokens_have_roles_and_every_refusal_has_its_status(start: Starter
 
     async with Client(at, api_key=client_token) as client, Client(at, api_key=admin_token) as admin:
         async with Worker(at, workflows=[hello], api_key=worker_token):
-            assert await (await client.start_workflow(hello, "roles")).result(timeout=10) == "HELLO ROLES"
+            done = await client.start_workflow(hello, "roles")
+            assert await done.result(timeout=10) == "HELLO ROLES"
             assert [w.language for w in await admin.list_workers()] == ["python"]
         before = await admin.count_workflows([])
 
         with pytest.raises(PermissionDeniedError, match=r"a client token may not call .*ListWorkers"):
             await client.list_workers()
         async with Client(at, api_key=worker_token) as as_worker:
+            # A worker reads workflows (a direct call in its process awaits the outcome)...
+            assert await as_worker.get_handle(done.workflow_id).result(timeout=10) == "HELLO ROLES"
+            # ...but does not start them from outside its stream.
             with pytest.raises(PermissionDeniedError, match=r"a worker token may not call .*StartWorkflows"):
                 await as_worker.start_workflow(hello, "sneaky")
         for key in ("", "stl_not-a-token", client_token + "x"):
