@@ -284,6 +284,9 @@ class Wait:
     topic: str = ""
     target: str = ""
     timeout: float | None = None
+    # When the coordinator received it (time.monotonic()); 0 if unknown. ``seconds`` and
+    # ``timeout`` count from then, not from when a busy coordinator got to writing it.
+    received: float = 0.0
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ coordinator) are ignored, as the protocol promises.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -249,7 +250,7 @@ def _wait(target: wpb.WorkerEvent, ev: Wait) -> None:
         if ev.until is not None:
             w.sleep.until.FromDatetime(ev.until)
         else:
-            w.sleep.duration.FromTimedelta(timedelta(seconds=ev.seconds or 0.0))
+            w.sleep.duration.FromTimedelta(timedelta(seconds=_left(ev.seconds or 0.0, ev.called)))
         return
     condition: Any
     if ev.kind is StepKind.RECV:
@@ -262,9 +263,16 @@ def _wait(target: wpb.WorkerEvent, ev: Wait) -> None:
         condition = w.get_event
         w.get_event.workflow_id, w.get_event.key = ev.target, ev.topic
     if ev.timeout is not None:
-        condition.timeout.FromTimedelta(timedelta(seconds=ev.timeout))
+        condition.timeout.FromTimedelta(timedelta(seconds=_left(ev.timeout, ev.called)))
     else:
         condition.SetInParent()
+
+
+def _left(seconds: float, called: float) -> float:
+    """What is left of ``seconds`` counted from ``called``: a wait that waited in this
+    process before it was sent (behind a busy event loop, a garbage collection, a lost
+    connection) does not end that much later."""
+    return max(0.0, seconds - (time.monotonic() - called))
 
 
 def _start_child(target: wpb.WorkerEvent, ev: StartChild) -> None:

@@ -6,7 +6,8 @@ frozen dataclass takes five times as long to build (1.2 us against 0.25 us here)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from worker_sdk._models import ErrorInfo, Payload, StepKind, StepStatus, WorkflowInfo, WorkflowStatus
@@ -81,7 +82,9 @@ class Drain:
 @dataclass(slots=True)
 class Wait:
     """A durable wait: SLEEP (``seconds``, or ``until``), RECV on ``topic``, or GET_EVENT
-    of ``target``'s ``topic`` (the key); ``timeout`` in seconds, None for never."""
+    of ``target``'s ``topic`` (the key); ``timeout`` in seconds, None for never. Both
+    count from ``called`` (``time.monotonic()`` when the workflow called it): what is
+    sent is what is left of them then (see ``_convert``)."""
 
     workflow_id: str
     epoch: int
@@ -92,6 +95,7 @@ class Wait:
     topic: str = ""
     target: str = ""
     timeout: float | None = None
+    called: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)

@@ -1095,7 +1095,10 @@ class SleepCondition(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
-        """Wake this long after the sleep is first recorded (by the coordinator's clock)."""
+        """Wake this long after the coordinator received the first Wait for this step (by its
+        clock). Send what is left of the sleep counted from the workflow's call, so that
+        time the Wait spent in the worker before it was sent is not slept twice.
+        """
 
     @_builtins.property
     def until(self) -> _timestamp_pb2.Timestamp:
@@ -1132,8 +1135,9 @@ class RecvCondition(_message.Message):
     """The topic; empty is the default topic."""
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """Give up after this long (the step then ends with timed_out). Unset waits forever;
-        zero takes a message only if one is there already.
+        """Give up after this long (the step then ends with timed_out), counted like
+        SleepCondition.duration. Unset waits forever; zero takes a message only if one is
+        there already.
         """
 
     def __init__(

@@ -2422,7 +2422,9 @@ type isSleepCondition_Wake interface {
 }
 
 type SleepCondition_Duration struct {
-	// Wake this long after the sleep is first recorded (by the coordinator's clock).
+	// Wake this long after the coordinator received the first Wait for this step (by its
+	// clock). Send what is left of the sleep counted from the workflow's call, so that
+	// time the Wait spent in the worker before it was sent is not slept twice.
 	Duration *durationpb.Duration `protobuf:"bytes,1,opt,name=duration,proto3,oneof"`
 }
 
@@ -2442,8 +2444,9 @@ type RecvCondition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The topic; empty is the default topic.
 	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	// Give up after this long (the step then ends with timed_out). Unset waits forever;
-	// zero takes a message only if one is there already.
+	// Give up after this long (the step then ends with timed_out), counted like
+	// SleepCondition.duration. Unset waits forever; zero takes a message only if one is
+	// there already.
 	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1241,7 +1241,9 @@ export type SleepCondition = Message<"stepline.v1.SleepCondition"> & {
    */
   wake: {
     /**
-     * Wake this long after the sleep is first recorded (by the coordinator's clock).
+     * Wake this long after the coordinator received the first Wait for this step (by its
+     * clock). Send what is left of the sleep counted from the workflow's call, so that
+     * time the Wait spent in the worker before it was sent is not slept twice.
      *
      * @generated from field: google.protobuf.Duration duration = 1;
      */
@@ -1281,8 +1283,9 @@ export type RecvCondition = Message<"stepline.v1.RecvCondition"> & {
   topic: string;
 
   /**
-   * Give up after this long (the step then ends with timed_out). Unset waits forever;
-   * zero takes a message only if one is there already.
+   * Give up after this long (the step then ends with timed_out), counted like
+   * SleepCondition.duration. Unset waits forever; zero takes a message only if one is
+   * there already.
    *
    * @generated from field: google.protobuf.Duration timeout = 2;
    */
