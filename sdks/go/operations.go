@@ -17,8 +17,10 @@ const NoTimeout time.Duration = -1
 // "stepline.<kind>". A finished one returns its recorded outcome on a replay; a WAITING
 // one is sent again (the coordinator keeps its first wake time and timeout).
 
-// operate runs (or replays) one operation: its output and whether it timed out.
+// operate runs (or replays) one operation: its output and whether it timed out. A wait's
+// duration or timeout counts from this call (waits.go).
 func operate(ctx Context, kind pb.StepKind, build func(ex *execution, stepID string) (*pb.WorkerEvent, error)) (*pb.Payload, bool, error) {
+	at := time.Now()
 	sc := ctx.scope()
 	id, err := sc.nextStepID()
 	if err != nil {
@@ -46,6 +48,10 @@ func operate(ctx Context, kind pb.StepKind, build func(ex *execution, stepID str
 		return nil, false, err
 	}
 	_, isWait := ev.GetKind().(*pb.WorkerEvent_Wait)
+	if isWait {
+		ex.w.session.waits.start(ev, at)
+		defer ex.w.session.waits.done(ev)
+	}
 	done, err := ex.call(id, ev, isWait)
 	if err != nil {
 		return nil, false, err

@@ -26,6 +26,7 @@ type session struct {
 	mu     sync.Mutex
 	outbox []*pb.WorkerEvent
 	wake   chan struct{}
+	waits  waitClock // a wait is sent with what is left of it (waits.go)
 
 	limits     atomic.Pointer[pb.Limits]
 	registered chan struct{}
@@ -166,7 +167,7 @@ func (s *session) once(parent context.Context) (bool, error) {
 	if l := s.limits.Load(); l != nil {
 		maxBytes = l.GetMaxMessageBytes()
 	}
-	for _, frame := range frames(opening, maxBytes) {
+	for _, frame := range frames(s.waits.sent(opening, time.Now()), maxBytes) {
 		if err := stream.Send(frame); err != nil {
 			return false, err
 		}
@@ -219,7 +220,8 @@ func (s *session) write(ctx context.Context, cancel context.CancelFunc, stream p
 		if len(events) == 0 {
 			continue
 		}
-		for _, frame := range frames(withoutCoveredStarts(events), s.limits.Load().GetMaxMessageBytes()) {
+		events = s.waits.sent(withoutCoveredStarts(events), time.Now())
+		for _, frame := range frames(events, s.limits.Load().GetMaxMessageBytes()) {
 			if err := stream.Send(frame); err != nil {
 				cancel() // the reader then ends the stream; the opening of the next resends
 				return

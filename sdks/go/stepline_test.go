@@ -9,6 +9,8 @@ import (
 	pb "github.com/stepline/stepline/sdks/go/gen/stepline/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func testExecution(steps ...*pb.RecordedStep) *execution {
@@ -239,5 +241,87 @@ func TestFramesStayUnderTheLimitAndCoveredStartsAreDropped(t *testing.T) {
 	}
 	if total != 11 || len(fs) < 4 {
 		t.Errorf("%d events in %d frames", total, len(fs))
+	}
+}
+
+func sleepFor(d time.Duration) *pb.WorkerEvent {
+	return &pb.WorkerEvent{Kind: &pb.WorkerEvent_Wait{Wait: &pb.Wait{Condition: &pb.Wait_Sleep{Sleep: &pb.SleepCondition{
+		Wake: &pb.SleepCondition_Duration{Duration: durationpb.New(d)}}}}}}
+}
+
+func TestAWaitIsSentWithWhatIsLeftOfItSinceTheCall(t *testing.T) {
+	var c waitClock
+	sleep, old := sleepFor(2*time.Second), sleepFor(time.Second)
+	recv := &pb.WorkerEvent{Kind: &pb.WorkerEvent_Wait{Wait: &pb.Wait{Condition: &pb.Wait_Recv{Recv: &pb.RecvCondition{
+		Timeout: durationpb.New(10 * time.Second)}}}}}
+	until := &pb.WorkerEvent{Kind: &pb.WorkerEvent_Wait{Wait: &pb.Wait{Condition: &pb.Wait_Sleep{Sleep: &pb.SleepCondition{
+		Wake: &pb.SleepCondition_Until{Until: timestamppb.New(time.Unix(1e9, 0))}}}}}}
+	forever := &pb.WorkerEvent{Kind: &pb.WorkerEvent_Wait{Wait: &pb.Wait{Condition: &pb.Wait_Recv{Recv: &pb.RecvCondition{}}}}}
+	uncounted := sleepFor(2 * time.Second)
+	c.start(sleep, time.Now().Add(-1500*time.Millisecond)) // called 1.5 s ago
+	c.start(old, time.Now().Add(-3*time.Second))           // older than its duration
+	c.start(recv, time.Now().Add(-4*time.Second))
+	c.start(until, time.Now().Add(-5*time.Second))
+	c.start(forever, time.Now().Add(-5*time.Second))
+	events := []*pb.WorkerEvent{sleep, old, recv, until, forever, uncounted}
+	sent := frames(c.sent(events, time.Now()), 0)[0].GetEvents()
+
+	if got := sent[0].GetWait().GetSleep().GetDuration().AsDuration(); got <= 300*time.Millisecond || got > 500*time.Millisecond {
+		t.Errorf("a 2 s sleep called 1.5 s ago is sent with %v left", got)
+	}
+	if got := sent[1].GetWait().GetSleep().GetDuration(); got == nil || got.AsDuration() != 0 {
+		t.Errorf("a sleep older than its duration is sent with %v left, not zero", got)
+	}
+	if got := sent[2].GetWait().GetRecv().GetTimeout().AsDuration(); got <= 5800*time.Millisecond || got > 6*time.Second {
+		t.Errorf("a 10 s timeout called 4 s ago is sent with %v left", got)
+	}
+	if got := sent[3].GetWait().GetSleep().GetUntil().AsTime(); !got.Equal(time.Unix(1e9, 0)) {
+		t.Errorf("a sleep until a time is sent as %v", got)
+	}
+	if sent[4].GetWait().GetRecv().GetTimeout() != nil || sent[5].GetWait().GetSleep().GetDuration().AsDuration() != 2*time.Second {
+		t.Error("a wait with no timeout, or no call time, is sent as it is")
+	}
+	// What is kept for a resend keeps its whole duration; a resend counts from the call too.
+	if sleep.GetWait().GetSleep().GetDuration().AsDuration() != 2*time.Second {
+		t.Error("sent changed the event kept for resending")
+	}
+	resent := c.sent(events, time.Now().Add(200*time.Millisecond))[0].GetWait().GetSleep().GetDuration().AsDuration()
+	if resent <= 100*time.Millisecond || resent > 300*time.Millisecond {
+		t.Errorf("resent 0.2 s later with %v left", resent)
+	}
+	c.done(sleep)
+	if c.sent(events, time.Now())[0] != sleep {
+		t.Error("a wait that is done is sent as it is")
+	}
+}
+
+func TestOperationsRecordWhenTheWorkflowCalledTheWait(t *testing.T) {
+	ex := testExecution()
+	ex.w.session = newSession(ex.w, nil) // queues what is sent; never connects
+	ended := make(chan error, 1)
+	go func() { // the workflow's goroutine: it owns its root scope
+		ended <- Sleep(&wfContext{Context: context.Background(), sc: newScope(ex, "")}, 2*time.Second)
+	}()
+	var queued []*pb.WorkerEvent
+	for deadline := time.Now().Add(5 * time.Second); len(queued) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		ex.w.session.mu.Lock()
+		queued = append(queued, ex.w.session.outbox...)
+		ex.w.session.mu.Unlock()
+	}
+	if len(queued) == 0 || queued[0].GetWait() == nil { // then Idle, maybe
+		t.Fatalf("queued %v", queued)
+	}
+	// Encoded 1.5 s after the call (as if the Wait had sat behind a busy writer).
+	sent := ex.w.session.waits.sent(queued, time.Now().Add(1500*time.Millisecond))
+	if got := sent[0].GetWait().GetSleep().GetDuration().AsDuration(); got <= 300*time.Millisecond || got > 500*time.Millisecond {
+		t.Errorf("sent with %v left", got)
+	}
+	ex.stop(errors.New("test over"))
+	if err := <-ended; err == nil {
+		t.Error("Sleep returned no error for a stopped execution")
+	}
+	if ex.w.session.waits.sent(queued, time.Now())[0] != queued[0] {
+		t.Error("the wait is not forgotten once its call returned")
 	}
 }

@@ -29,6 +29,7 @@ import type { Logger } from "../log.js";
 import { decode, decodeArgs, describe, encode, errorInfo, rebuild, workflowInput } from "../serde.js";
 import { Retry } from "./retry.js";
 import { CURRENT, IN_STEP_BODY, Scope } from "./scope.js";
+import { called } from "./waits.js";
 
 export type EventKind = MessageInitShape<typeof WorkerEventSchema>["kind"];
 
@@ -353,9 +354,10 @@ export class Execution {
   /**
    * Runs (or replays) one durable operation recorded as `stepName` ("stepline.sleep", ...):
    * a recorded outcome returns at once; otherwise `build()` is sent and the outcome is
-   * its StepDone.
+   * its StepDone. A wait's duration or timeout counts from this call (see waits.ts).
    */
   async operate(stepId: string, stepName: string, isWait: boolean, build: () => EventKind): Promise<OperationOutcome> {
+    const at = performance.now();
     const recorded = this.recorded.get(stepId);
     if (recorded !== undefined) {
       if (recorded.stepName !== stepName) this.nondeterminism(stepId, recorded.stepName, stepName);
@@ -367,6 +369,7 @@ export class Execution {
     }
     await this.running();
     const ev = event(build());
+    if (isWait) called(ev, at);
     let done: StepDone;
     try {
       done = await new Promise<StepDone>((resolve, reject) => {

@@ -22,6 +22,7 @@ import {
 } from "../gen/stepline/v1/worker_pb.js";
 import type { Logger } from "../log.js";
 import { translate } from "../transport.js";
+import { sent } from "./waits.js";
 
 /** Errors on which reconnecting cannot help while nothing changes on the coordinator. */
 const FATAL_CODES = new Set([Code.Unauthenticated, Code.InvalidArgument, Code.FailedPrecondition]);
@@ -66,13 +67,15 @@ class FrameQueue implements AsyncIterable<WorkerFrame> {
   }
 }
 
-/** Splits events into frames whose encoded size stays below `maxBytes`. */
-export function frames(events: WorkerEvent[], maxBytes: number): WorkerFrame[] {
+/** Splits events into frames whose encoded size stays below `maxBytes`. A wait goes as
+ * what is left of it `now` (see waits.ts): frames are built right before they are written. */
+export function frames(events: WorkerEvent[], maxBytes: number, now: number = performance.now()): WorkerFrame[] {
   const budget = Math.max(maxBytes - 1024, 1024);
   const out: WorkerFrame[] = [];
   let batch: WorkerEvent[] = [];
   let size = 0;
-  for (const ev of events) {
+  for (const queued of events) {
+    const ev = sent(queued, now);
     const n = toBinary(WorkerEventSchema, ev).length + 6;
     if (batch.length > 0 && size + n > budget) {
       out.push(create(WorkerFrameSchema, { events: batch }));

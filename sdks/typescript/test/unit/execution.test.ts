@@ -1,13 +1,16 @@
-/** Executions against an in-memory coordinator: the step-ID rule, replay, non-determinism. */
+/** Executions against an in-memory coordinator: the step-ID rule, replay, non-determinism,
+ * durable waits counted from the call. */
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import { PayloadSchema, StepStatus } from "../../src/gen/stepline/v1/common_pb.js";
 import { AssignmentSchema, RecordedStepSchema, type RecordedStep, type WorkerEvent } from "../../src/gen/stepline/v1/worker_pb.js";
 import { decode } from "../../src/serde.js";
 import { WorkflowContext } from "../../src/worker/context.js";
 import { Execution, type Link } from "../../src/worker/execution.js";
+import { frames } from "../../src/worker/session.js";
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -166,4 +169,31 @@ test("retries run attempts until one succeeds; the last error is recorded", asyn
   assert.equal(flaky.kinds().filter((k) => k === "stepStart").length, 3);
   const timedOut = await run(async (ctx) => ctx.step("slow", () => pause(200), { timeoutMs: 10 }));
   assert.equal(timedOut.result().errorType, "stepline.StepTimeoutError");
+});
+
+test("a durable wait counts from the workflow's call: framed later, it is sent with what is left", async () => {
+  const coordinator = new FakeCoordinator();
+  const input = create(PayloadSchema, { data: new TextEncoder().encode('{"args":[],"kwargs":{}}'), encoding: "json" });
+  const ex = new Execution(create(AssignmentSchema, { workflowId: "w", workflowName: "wf", epoch: 1n, input }), coordinator);
+  coordinator.ex = ex;
+  void ex.run((_value, args) => {
+    const ctx = new WorkflowContext(ex, ex.root, args);
+    return Promise.all([ctx.sleep(2000), ctx.recv("t", { timeoutMs: 10_000 }), ctx.sleepUntil(new Date(0))]);
+  });
+  await pause(5);
+  const waits = coordinator.sent.filter((e) => e.kind.case === "wait");
+  assert.equal(waits.length, 3);
+  // Encoded 1.5 s after the calls (as if the Waits had sat in a busy worker).
+  const [sleep, recv, until] = frames(waits, 1 << 20, performance.now() + 1500)[0]!.events.map((e) =>
+    e.kind.case === "wait" ? e.kind.value.condition : undefined,
+  );
+  assert.ok(sleep?.case === "sleep" && sleep.value.wake.case === "duration");
+  const sleepLeft = durationMs(sleep.value.wake.value);
+  assert.ok(sleepLeft > 300 && sleepLeft <= 500, `sleep left ${sleepLeft} ms`);
+  assert.ok(recv?.case === "recv" && recv.value.timeout !== undefined);
+  const recvLeft = durationMs(recv.value.timeout);
+  assert.ok(recvLeft > 8300 && recvLeft <= 8500, `recv left ${recvLeft} ms`);
+  assert.ok(until?.case === "sleep" && until.value.wake.case === "until");
+  assert.equal(until.value.wake.value.seconds, 0n);
+  ex.stop();
 });

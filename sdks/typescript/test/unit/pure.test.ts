@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PayloadSchema } from "../../src/gen/stepline/v1/common_pb.js";
-import { WorkerEventSchema } from "../../src/gen/stepline/v1/worker_pb.js";
+import { WaitSchema, WorkerEventSchema, type Wait, type WorkerEvent } from "../../src/gen/stepline/v1/worker_pb.js";
 import {
   InvalidArgumentError,
   PayloadTooLargeError,
@@ -15,6 +16,7 @@ import { baseUrl } from "../../src/transport.js";
 import { Retry } from "../../src/worker/retry.js";
 import { Scope } from "../../src/worker/scope.js";
 import { frames } from "../../src/worker/session.js";
+import { called } from "../../src/worker/waits.js";
 
 const json = (text: string) => create(PayloadSchema, { data: new TextEncoder().encode(text), encoding: "json" });
 
@@ -92,6 +94,55 @@ test("frames stay below the message limit", () => {
   assert.ok(out.length >= 3);
   assert.equal(out.flatMap((f) => f.events).length, 10);
   assert.equal(frames(events, 4 << 20).length, 1);
+});
+
+type Condition = MessageInitShape<typeof WaitSchema>["condition"];
+const waitOn = (condition: Condition) =>
+  create(WorkerEventSchema, { kind: { case: "wait", value: { workflowId: "w", stepId: "1", condition } } });
+const sleepFor = (ms: number) => waitOn({ case: "sleep", value: { wake: { case: "duration", value: durationFromMs(ms) } } });
+
+/** The Wait as it leaves in a frame. */
+function sentWait(ev: WorkerEvent): Wait {
+  const out = frames([ev], 1 << 20)[0]!.events[0]!;
+  assert.ok(out.kind.case === "wait");
+  return out.kind.value;
+}
+
+function sleepMs(w: Wait): number {
+  assert.ok(w.condition.case === "sleep" && w.condition.value.wake.case === "duration");
+  const d = w.condition.value.wake.value;
+  return Number(d.seconds) * 1000 + d.nanos / 1e6;
+}
+
+test("a wait is sent with what is left of it since the workflow called it", () => {
+  const ev = called(sleepFor(2000), performance.now() - 1500);
+  const left = sleepMs(sentWait(ev));
+  assert.ok(left > 300 && left <= 500, `left ${left} ms`);
+  // The event kept for a resend keeps its whole duration; a resend counts from the call too.
+  assert.ok(ev.kind.case === "wait");
+  assert.equal(sleepMs(ev.kind.value), 2000);
+  assert.ok(sleepMs(sentWait(ev)) <= left);
+
+  const recv = called(waitOn({ case: "recv", value: { timeout: durationFromMs(10_000) } }), performance.now() - 4000);
+  const timeout = sentWait(recv).condition;
+  assert.ok(timeout.case === "recv" && timeout.value.timeout !== undefined);
+  assert.ok(durationMs(timeout.value.timeout) > 5800 && durationMs(timeout.value.timeout) <= 6000);
+});
+
+test("a wait older than its duration is sent as zero; until and no timeout stay as they are", () => {
+  assert.equal(sleepMs(sentWait(called(sleepFor(1000), performance.now() - 3000))), 0);
+  const fresh = sleepMs(sentWait(called(sleepFor(2000))));
+  assert.ok(fresh > 1990 && fresh <= 2000);
+  assert.equal(sleepMs(sentWait(sleepFor(2000))), 2000); // no call time: as it is
+
+  const when = timestampFromDate(new Date("2030-01-01T00:00:00Z"));
+  const until = called(waitOn({ case: "sleep", value: { wake: { case: "until", value: when } } }), performance.now() - 5000);
+  const w = sentWait(until).condition;
+  assert.ok(w.case === "sleep" && w.value.wake.case === "until");
+  assert.equal(w.value.wake.value.seconds, when.seconds);
+  const forever = called(waitOn({ case: "recv", value: { topic: "t" } }), performance.now() - 5000);
+  const r = sentWait(forever).condition;
+  assert.ok(r.case === "recv" && r.value.timeout === undefined);
 });
 
 test("addresses", () => {
