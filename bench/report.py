@@ -193,7 +193,10 @@ driven by the harness over stdin. Both with their default settings.
   measured when there is no such window of 0.5 s (the starts took longer than the sleep).
 - **(i)** 100,000 workflows waiting in `recv` for a message that never comes, on a
   Stepline worker with `suspend_after=0`: `VmRSS` before the first start and once all
-  are `suspended`. DBOS, which cannot suspend, with 5,000 blocked in `DBOS.recv` (each
+  are `suspended`; the flatness target (the issue's) is the coordinator's: a worker
+  process started for the workload grows by its working set during the burst (up to its
+  capacity of executions at once), whatever the count suspended. DBOS, which cannot
+  suspend, with 5,000 blocked in `DBOS.recv` (each
   waiter re-checks the database every 60 s, which past that many crowds out the starts
   here), once each has recorded its timeout, as DBOS does when its recv is waiting.
 - **(j)** A parent workflow calls 20 child workflows one after another (each one step)

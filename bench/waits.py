@@ -217,7 +217,12 @@ class WaitWorkloads:
                 row = f"(i) RSS growth from none to {count(s.suspended)} suspended workflows: {what}"
                 if role in rss:
                     grew = (rss[role] - rss[f"{role} before"]) / 1e6
-                    self._set(system, row, "MB", grew, target=FLAT_RSS, note=note)
+                    # The target is the coordinator's (the issue's): suspended workflows
+                    # live in PostgreSQL only. A worker process started for this workload
+                    # grows by its working set (up to its capacity of executions at once
+                    # during the burst), which does not depend on how many are suspended.
+                    target = FLAT_RSS if role == "coordinator" else None
+                    self._set(system, row, "MB", grew, target=target, note=note)
                 else:
                     self._unmeasured(system, row, "MB", "n/a (no coordinator)", FLAT_RSS)
             before = ", ".join(
