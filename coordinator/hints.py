@@ -12,7 +12,9 @@ every reconnect, and every ``sweep`` seconds, the coordinator re-checks what a l
 could have told it (``resync``).
 
 Payloads are JSON: {"from": coordinator_id, "kind": ..., "items": [...]}; a coordinator
-ignores its own (it acted when it committed).
+ignores its own (it acted when it committed). Functions in PostgreSQL publish some too, in
+the same form: the end of awaited workflows (``migrations/0006_children.sql``) and the
+wake-ups of clients' sends (``migrations/0011_sends.sql``).
 """
 
 from __future__ import annotations

@@ -4,59 +4,64 @@ As in ``waits.py``, the workflows concerned are locked by the caller's transacti
 Messages meet their recvs in ``pair``: one statement hands the oldest unread messages of
 each topic to the oldest open recvs of that topic, one to one, records each as its step's
 output and marks it read, so that each message is received once and in the order it was
-sent.
+sent. Sending and pairing are functions in PostgreSQL (``migrations/0011_sends.sql``),
+so that a batch of clients' sends alone is one round trip (``client_send``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from coordinator.models import Payload
-from coordinator.store import conditions
+from coordinator.models import FINAL, UNFINISHED, Payload, WorkflowStatus
 from coordinator.store.database import Connection
 from coordinator.store.waits import Ended
 
-_SEND = """
-WITH b AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[])
-        WITH ORDINALITY AS b(seq, topic, data, encoding, idempotency_key, n)
-),
-sent AS (
-    INSERT INTO messages (workflow_seq, topic, data, encoding, idempotency_key)
-    SELECT seq, topic, data, encoding, idempotency_key FROM b ORDER BY n
-    ON CONFLICT (workflow_seq, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING workflow_seq, idempotency_key
-)
--- Which of the batch were dropped as duplicates (only messages with a key can be).
-SELECT b.n FROM b
-WHERE b.idempotency_key IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM sent s WHERE s.workflow_seq = b.seq AND s.idempotency_key = b.idempotency_key)
-"""
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of a message: its destination's seq and status (None: there is no such
+    workflow), and ``outcome``: "missing" (no such workflow), "finished" (its
+    destination is closed: nothing would read it), "duplicate" (its idempotency key was
+    sent to that workflow before) or "sent"."""
+
+    seq: int | None
+    status: WorkflowStatus | None
+    outcome: str
 
 
-async def send(conn: Connection, messages: Sequence[tuple[int, str, Payload, str | None]]) -> list[bool]:
-    """Appends (seq, topic, message, idempotency_key) messages in order; returns for each
-    whether it was dropped as a duplicate of one with the same key."""
-    if not messages:
-        return []
-    dropped = await conn.fetch(
-        _SEND,
+# Where a message is refused: finished, but not PAUSED (a paused workflow keeps its
+# messages for when it is resumed). Pairing is only in unfinished workflows.
+_CLOSED = sorted(s.value for s in FINAL - {WorkflowStatus.PAUSED})
+_UNFINISHED = sorted(s.value for s in UNFINISHED)
+
+Message = tuple[str, str, Payload, str | None]  # (destination workflow_id, topic, message, key)
+
+
+def _columns(messages: Sequence[Message]) -> list[list[Any]]:
+    return [
         [m[0] for m in messages],
         [m[1] for m in messages],
         [m[2].data for m in messages],
         [m[2].encoding for m in messages],
         [m[3] for m in messages],
-    )
-    duplicates = {r[0] for r in dropped}
-    return [i + 1 in duplicates for i in range(len(messages))]
+    ]
 
 
-_HAS_KEY = "SELECT true FROM messages WHERE workflow_seq = $1 AND idempotency_key = $2"
+def _sent(r: Any) -> Sent:
+    return Sent(r["workflow_seq"], WorkflowStatus(r["status"]) if r["status"] else None, r["outcome"])
 
 
-async def has_key(conn: Connection, seq: int, idempotency_key: str) -> bool:
-    """Whether the workflow was sent a message with this idempotency key."""
-    return bool(await conn.fetchval(_HAS_KEY, seq, idempotency_key))
+_SEND = "SELECT n, workflow_seq, status, outcome FROM stepline_send($1, $2, $3, $4, $5, $6)"
+
+
+async def send(conn: Connection, messages: Sequence[Message]) -> list[Sent]:
+    """Appends the messages, in order, to the (locked) destinations that take them
+    (migrations/0011_sends.sql); returns what became of each."""
+    if not messages:
+        return []
+    return [_sent(r) for r in await conn.fetch(_SEND, *_columns(messages), _CLOSED)]
 
 
 _UNREAD = """
@@ -74,53 +79,16 @@ async def unread(conn: Connection, boxes: Sequence[tuple[int, str]]) -> set[tupl
     return {(r[0], r[1]) for r in result}
 
 
-_PAIR = f"""
-WITH k AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[]) AS k(seq, topic)),
--- The open recvs of each mailbox, oldest first, in workflows that are not finished.
-w AS (
-    SELECT s.workflow_seq, s.wait_topic AS topic, s.step_id,
-           row_number() OVER (PARTITION BY s.workflow_seq, s.wait_topic ORDER BY s.started_at, s.step_id) AS n
-    FROM k
-    JOIN workflows wf ON wf.seq = k.seq AND {conditions.unfinished("wf")}
-    JOIN steps s ON s.workflow_seq = k.seq AND s.wait_topic = k.topic
-    WHERE s.status = 'WAITING' AND s.kind = 'recv'
-),
-wanted AS (SELECT workflow_seq, topic, count(*) AS c FROM w GROUP BY workflow_seq, topic),
--- As many of each mailbox's oldest unread messages as it has open recvs.
-m AS (
-    SELECT wanted.workflow_seq, wanted.topic, x.seq, x.data, x.encoding, x.n
-    FROM wanted CROSS JOIN LATERAL (
-        SELECT seq, data, encoding, row_number() OVER (ORDER BY seq) AS n FROM messages
-        WHERE workflow_seq = wanted.workflow_seq AND topic = wanted.topic AND consumed_by IS NULL
-        ORDER BY seq LIMIT wanted.c
-    ) x
-),
-p AS (
-    SELECT w.workflow_seq, w.step_id, m.seq AS message_seq, m.data, m.encoding
-    FROM w JOIN m ON m.workflow_seq = w.workflow_seq AND m.topic = w.topic AND m.n = w.n
-),
-ended AS (
-    UPDATE steps s
-    SET status = 'SUCCEEDED', output = p.data, output_encoding = p.encoding, completed_at = clock_timestamp()
-    FROM p
-    WHERE s.workflow_seq = p.workflow_seq AND s.step_id = p.step_id AND s.status = 'WAITING'
-    RETURNING s.workflow_seq, s.step_id
-),
-read AS (
-    UPDATE messages SET consumed_by = p.step_id FROM p WHERE messages.seq = p.message_seq
-),
-untimed AS (
-    DELETE FROM timers t USING p WHERE t.workflow_seq = p.workflow_seq AND t.step_id = p.step_id
-),
-woken AS (
-    UPDATE workflows SET suspended = false, updated_at = now()
-    WHERE seq IN (SELECT workflow_seq FROM p) AND suspended
-    RETURNING seq, name
-)
-SELECT p.workflow_seq, p.step_id, p.data, p.encoding, woken.name
-FROM p LEFT JOIN woken ON woken.seq = p.workflow_seq
-ORDER BY p.workflow_seq, p.message_seq
+_PAIR = """
+SELECT workflow_seq, step_id, data, encoding, woken FROM stepline_pair($1, $2, $3)
+ORDER BY workflow_seq, message_seq
 """
+
+
+def _ended(r: Any, workflow_id: str) -> Ended:
+    return Ended(
+        r["workflow_seq"], workflow_id, r["step_id"], Payload(bytes(r["data"]), r["encoding"]), False
+    )
 
 
 async def pair(conn: Connection, boxes: Sequence[tuple[int, str, str]]) -> tuple[list[Ended], list[str]]:
@@ -130,10 +98,31 @@ async def pair(conn: Connection, boxes: Sequence[tuple[int, str, str]]) -> tuple
     if not boxes:
         return [], []
     ids = {seq: workflow_id for seq, workflow_id, _ in boxes}
-    rows = await conn.fetch(_PAIR, [b[0] for b in boxes], [b[2] for b in boxes])
-    ended = [Ended(r[0], ids[r[0]], r[1], Payload(bytes(r[2]), r[3]), False) for r in rows]
-    woken = {r[0]: r[4] for r in rows if r[4] is not None}
-    return ended, list(woken.values())
+    rows = await conn.fetch(_PAIR, [b[0] for b in boxes], [b[2] for b in boxes], _UNFINISHED)
+    woken = {r["workflow_seq"]: r["woken"] for r in rows if r["woken"] is not None}
+    return [_ended(r, ids[r["workflow_seq"]]) for r in rows], list(woken.values())
+
+
+_CLIENT_SEND = """
+SELECT n, workflow_seq, status, outcome, workflow_id, step_id, data, encoding, woken
+FROM stepline_client_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+
+async def client_send(
+    conn: Connection, messages: Sequence[Message], held: Sequence[str], channel: str, sender: str
+) -> tuple[list[Sent], list[Ended], list[str]]:
+    """Clients' sends alone, whole, in one statement of its own transaction: locks the
+    destinations, appends the messages, pairs them with open recvs and publishes hints as
+    ``sender`` on ``channel`` for the recvs that ended in workflows not ``held`` here and
+    the workflows woken. Returns what became of each message, the recvs that ended, and
+    the names of the workflows that woke."""
+    rows = await conn.fetch(
+        _CLIENT_SEND, *_columns(messages), _CLOSED, _UNFINISHED, list(held), channel, sender
+    )
+    sent = [_sent(r) for r in rows if r["n"] is not None]
+    ended = [_ended(r, r["workflow_id"]) for r in rows if r["n"] is None]
+    return sent, ended, list({r["woken"] for r in rows if r["n"] is None and r["woken"] is not None})
 
 
 _EVENTS = """
