@@ -185,7 +185,10 @@ driven by the harness over stdin. Both with their default settings.
   each sent 50 ms after it marked that it calls `recv` again (so that recv is waiting).
   Suspended (Stepline only, a worker with `suspend_after=0`): 100 fresh workflows that
   each receive once, sent one after another once all are `suspended` in its table, so
-  replay never grows. DBOS cannot suspend. Median and p99.
+  replay never grows. DBOS cannot suspend. Median and p99. Beside them, this machine's
+  floor (`bench/floor.py`): a bare committed one-row INSERT on the same PostgreSQL and a
+  bare gRPC round trip to the coordinator (its health check), after the same 50 ms idle
+  and back to back; a send → recv takes two gRPC hops and one commit.
 - **(h)** 10,000 workflows started at once (500 at a time), each calling the durable
   sleep for 2 s (`DBOS.sleep_async`): lateness is when its code continued minus (when
   it called sleep + 2 s), both marked in the workflow. CPU as in (b), but per second,

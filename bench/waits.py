@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import floor
 from bench.report import Target, count, number
 from bench.resources import CpuMeter
 from bench.stats import median, percentile
+from bench.stepline_side import RECV_SETTLE, Stepline
 from bench.system import MarksWatch, System
 
 if TYPE_CHECKING:
@@ -100,6 +102,25 @@ class WaitWorkloads:
                     f"(g) {case}: {len(ms)} send → recv latencies: min {number(min(ms))} ms, "
                     f"mean {number(sum(ms) / len(ms))} ms, max {number(max(ms))} ms",
                 )
+            if isinstance(system, Stepline):
+                await self._floor(system)
+
+    async def _floor(self, system: Stepline) -> None:
+        """(g)'s parts on this machine, bare, after the idle before each in-memory send."""
+        n = self.sizes.wake_messages
+        parts = {}
+        for idle in (RECV_SETTLE, 0.0):
+            insert = median(await floor.insert_after_idle(system.url, n, idle))
+            rpc = median(await floor.grpc_after_idle(system.address, n, idle))
+            parts[idle] = (
+                f"a committed one-row INSERT {number(insert)} ms, a gRPC round trip {number(rpc)} ms"
+            )
+        self._detail(
+            system,
+            f"(g) this machine's floor, p50 of {n} each: after {RECV_SETTLE * 1000:g} ms idle (as before "
+            f"each in-memory send) {parts[RECV_SETTLE]}; back to back {parts[0.0]}. A send → recv "
+            "takes two gRPC hops and one commit",
+        )
 
     # --- (h) durable sleep ----------------------------------------------------------------
 
