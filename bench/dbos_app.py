@@ -118,7 +118,7 @@ async def nap(i: int, seconds: float, marks: str) -> int:
 _background: set[asyncio.Task[Any]] = set()
 # The handles of the last "naps" command's workflows, for "naps_done".
 _naps: list[Any] = []
-# (k): the workflows _block started, for _cancel_blocked.
+# (k): the workflows the last _block started, for _cancel_blocked.
 _blocked: list[Any] = []
 
 
@@ -209,12 +209,13 @@ async def _naps_done() -> dict[str, Any]:
 
 async def _block(count: int) -> dict[str, Any]:
     """``count`` workflows waiting in recv for a message that never comes."""
-    _blocked.extend(await _start_many(count, receive, 1, ""))
+    _blocked[:] = await _start_many(count, receive, 1, "")
     return {}
 
 
 async def _cancel_blocked() -> dict[str, Any]:
-    """Cancels the workflows ``_block`` started, one after another: each call's seconds."""
+    """Cancels the workflows the last ``_block`` started (not those of an earlier one,
+    (i)'s, which stay blocked), one after another: each call's seconds."""
     durations = []
     for handle in _blocked:
         started = time.perf_counter()

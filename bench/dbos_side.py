@@ -87,6 +87,7 @@ class Dbos:
                 if not answer.pop("ok"):
                     raise RuntimeError(f"DBOS app: {cmd} failed: {answer['error']}")
                 return answer
+            log.info("DBOS app printed (%d chars): %s", len(line), line[:300].rstrip())
 
     # --- workloads ------------------------------------------------------------------------
 

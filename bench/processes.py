@@ -112,6 +112,8 @@ async def spawn_command(
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
+            # A line longer than asyncio's 64 KiB default (a library's print) is read, not fatal.
+            limit=1 << 24,
         )
     child = Child(proc, name, log)
     try:
