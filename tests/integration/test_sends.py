@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from coordinator.hints import WAKE
 from coordinator.models import Payload
 from coordinator.store import mailboxes
 from tests.e2e.processes import eventually
@@ -40,11 +41,18 @@ async def test_a_batch_of_sends_is_answered_message_by_message(
     assert sent[3].seq is None
     assert sent[3].status is None
     assert (ended, woken) == ([], [])
-    # Sent again: the keys are known, to a closed workflow too (it was not sent there).
+    # Sent again: "k" is known to "open"; "closed" never took a message, so it refuses it.
     again, _, _ = await mailboxes.client_send(
         conn, [("open", "t", X, "k"), ("closed", "t", X, "k")], [], CHANNEL, "test"
     )
     assert [s.outcome for s in again] == ["duplicate", "finished"]
+    # Once "open" is closed too, a key it took is still a duplicate (the sender's retry
+    # succeeds); a new key is refused.
+    await client.cancel("open")
+    late, _, _ = await mailboxes.client_send(
+        conn, [("open", "t", X, "k2"), ("open", "t", X, "k9")], [], CHANNEL, "test"
+    )
+    assert [s.outcome for s in late] == ["duplicate", "finished"]
     stored = await conn.fetch("SELECT topic, idempotency_key FROM messages ORDER BY seq")
     assert [tuple(r) for r in stored] == [("t", "k"), ("t", None), ("u", "k2")]
 
@@ -68,7 +76,7 @@ async def test_a_send_ends_the_open_recv_and_hints_only_for_workflows_held_elsew
                 assert woken == []
             # One hint, for the workflow not held here; a hint arrives after the commit.
             hint = await asyncio.wait_for(hints.get(), timeout=10)
-            assert hint == {"from": "test", "kind": "wake", "items": [["held-elsewhere", ended[0].step_id]]}
+            assert hint == {"from": "test", "kind": WAKE, "items": [["held-elsewhere", ended[0].step_id]]}
             assert hints.empty()
             read = await conn.fetch("SELECT consumed_by FROM messages ORDER BY seq")
             assert [r[0] for r in read] == [ended[0].step_id] * 2
